@@ -1,0 +1,1 @@
+"""Reproduce the Fashion-MNIST CNN study: data, models, training loop, export, figures."""

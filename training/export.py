@@ -1,0 +1,222 @@
+"""Export trained models to self-contained ONNX files and check them against PyTorch.
+
+    fmnist-export                      # both models from artifacts/runs → artifacts/onnx
+
+The exported graph is the model contract (DESIGN.md):
+  input  ``pixels``        float32 (N, 1, 28, 28), raw values 0–255, N dynamic
+  output ``logits``        float32 (N, 10)
+  output ``probabilities`` float32 (N, 10), softmax of the logits
+The [-1, 1] scaling is inside the graph, so no client can get preprocessing wrong.
+Metadata (``metadata_props``) holds the class names, model name, parameter count,
+accuracies, dataset checksums, code revision and torch version.
+
+Parity with PyTorch on the full test set (max |Δlogit| ≤ 1e-4, identical argmax) is part of
+the export: a file that fails it is deleted and the command exits non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from fmnist.dataset import CLASS_NAMES, DatasetError, load_test_set
+from training.models import MODELS, build_model, count_parameters
+
+log = logging.getLogger(__name__)
+
+OPSET = 18
+INPUT_NAME = "pixels"
+OUTPUT_NAMES = ("logits", "probabilities")
+PARITY_TOLERANCE = 1e-4
+
+
+class ExportError(RuntimeError):
+    """The exported file is invalid or disagrees with PyTorch."""
+
+
+class RawPixelModel(nn.Module):
+    """Wraps a trained CNN so that it takes raw 0–255 pixels and returns logits and probs."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.net(pixels / 127.5 - 1.0)  # (N, 10)
+        return logits, torch.softmax(logits, dim=1)
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    images: int
+    max_abs_logit_diff: float
+    argmax_mismatches: int
+
+    @property
+    def ok(self) -> bool:
+        return self.max_abs_logit_diff <= PARITY_TOLERANCE and self.argmax_mismatches == 0
+
+
+def code_revision() -> str:
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, check=True, cwd=Path(__file__).parent).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, cwd=Path(__file__).parent).stdout
+        return rev + ("-dirty" if dirty.strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def export_onnx(net: nn.Module, path: Path, metadata: dict[str, Any], opset: int = OPSET) -> Path:
+    """Write ``net`` (expects [-1, 1] input) as one self-contained raw-pixel ONNX file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wrapped = RawPixelModel(net).eval().cpu()
+    example = torch.full((2, 1, 28, 28), 127.0)
+    batch = torch.export.Dim("batch", min=1, max=65536)
+    with tempfile.TemporaryDirectory() as tmp:
+        # The dynamo exporter may put weights in a side ``.data`` file; export to a scratch
+        # folder, then fold everything into one proto.
+        scratch = Path(tmp) / "model.onnx"
+        torch.onnx.export(
+            wrapped, (example,), str(scratch), dynamo=True, opset_version=opset,
+            input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+            dynamic_shapes={"pixels": {0: batch}}, verbose=False,
+        )
+        proto = onnx.load(str(scratch), load_external_data=True)
+    proto.doc_string = f"Fashion-MNIST {metadata.get('model_name', 'CNN')}: raw pixels 0-255 in"
+    del proto.metadata_props[:]
+    for key, value in metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key = key
+        entry.value = value if isinstance(value, str) else json.dumps(value)
+    onnx.checker.check_model(proto, full_check=True)
+    tmp_path = path.with_name(path.name + ".tmp")
+    onnx.save_model(proto, str(tmp_path), save_as_external_data=False)
+    os.replace(tmp_path, path)
+    return path
+
+
+def onnx_session(path: Path, threads: int = 0) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+@torch.no_grad()
+def check_parity(path: Path, net: nn.Module, images: np.ndarray, batch: int = 1000) -> ParityReport:
+    """Compare onnxruntime's logits with PyTorch's on uint8 images (N, 28, 28)."""
+    sess = onnx_session(path)
+    wrapped = RawPixelModel(net).eval().cpu()
+    worst, mismatches = 0.0, 0
+    for i in range(0, len(images), batch):
+        pixels = images[i : i + batch].astype(np.float32)[:, None]  # (B, 1, 28, 28)
+        ort_logits = sess.run(["logits"], {INPUT_NAME: pixels})[0]
+        pt_logits = wrapped(torch.from_numpy(pixels))[0].numpy()
+        worst = max(worst, float(np.abs(ort_logits - pt_logits).max()))
+        mismatches += int((ort_logits.argmax(1) != pt_logits.argmax(1)).sum())
+    return ParityReport(len(images), worst, mismatches)
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def export_run(run_folder: Path, onnx_path: Path, images: np.ndarray) -> dict[str, Any]:
+    """Export a finished training run's final weights and check parity; returns a record."""
+    summary = json.loads((run_folder / "summary.json").read_text())
+    name = summary["model"]
+    net = build_model(name)
+    net.load_state_dict(torch.load(run_folder / "final.pt", map_location="cpu",
+                                   weights_only=True))
+    net = net.eval()
+    metadata = {
+        "model_name": name,
+        "class_names": list(CLASS_NAMES),
+        "parameters": str(count_parameters(net)),
+        "test_accuracy": f"{summary['test_acc']:.6f}",
+        "val_accuracy": f"{summary['final_val_acc']:.6f}",
+        "best_val_accuracy": f"{summary['best_val_acc']:.6f}",
+        "weights": summary.get("exported_weights", "final"),
+        "dataset_md5": summary["dataset_md5"],
+        "code_revision": code_revision(),
+        "torch_version": torch.__version__,
+        "input_spec": "pixels: float32 [N,1,28,28], raw 0-255; scaling to [-1,1] in graph",
+        "training_config": summary["config"],
+    }
+    export_onnx(net, onnx_path, metadata)
+    parity = check_parity(onnx_path, net, images)
+    if not parity.ok:
+        onnx_path.unlink(missing_ok=True)
+        raise ExportError(
+            f"{name}: ONNX disagrees with PyTorch on {parity.images} images "
+            f"(max |Δlogit| {parity.max_abs_logit_diff:.2e}, tolerance {PARITY_TOLERANCE:g}; "
+            f"{parity.argmax_mismatches} argmax mismatches); file removed"
+        )
+    return {
+        "model": name,
+        "path": str(onnx_path),
+        "sha256": file_sha256(onnx_path),
+        "bytes": onnx_path.stat().st_size,
+        "opset": OPSET,
+        "parity_images": parity.images,
+        "max_abs_logit_diff": parity.max_abs_logit_diff,
+        "argmax_mismatches": parity.argmax_mismatches,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="Export trained runs to ONNX with a parity check.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=sorted(MODELS))
+    p.add_argument("--out", type=Path, default=Path("artifacts"),
+                   help="artifacts folder: reads OUT/runs/MODEL, writes OUT/onnx/MODEL.onnx")
+    p.add_argument("--data-dir", type=Path, default=None, help="dataset folder (for parity)")
+    p.add_argument("--limit", type=int, default=None, help="parity on the first N test images")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("onnxscript").setLevel(logging.WARNING)  # the exporter's pass chatter
+    try:
+        test = load_test_set(args.data_dir, limit=args.limit)
+    except DatasetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    records = []
+    for name in args.models:
+        run = args.out / "runs" / name
+        if not (run / "summary.json").exists():
+            print(f"error: no finished training run in {run}; run fmnist-train first",
+                  file=sys.stderr)
+            return 2
+        try:
+            rec = export_run(run, args.out / "onnx" / f"{name}.onnx", test.images)
+        except ExportError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        records.append(rec)
+        print(f"{name}: {rec['path']} ({rec['bytes'] / 1e6:.1f} MB, sha256 {rec['sha256'][:12]}), "
+              f"parity on {rec['parity_images']} images: max |Δlogit| "
+              f"{rec['max_abs_logit_diff']:.1e}, {rec['argmax_mismatches']} argmax mismatches")
+    (args.out / "onnx").mkdir(parents=True, exist_ok=True)
+    (args.out / "onnx" / "export.json").write_text(json.dumps(records, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
