@@ -142,16 +142,18 @@ def write_idx(path: Path, array: np.ndarray, compress: bool = True) -> Path:
 
 
 def find_data_dir(data_dir: str | Path | None = None, download: bool = False) -> Path:
-    """First candidate folder that holds all four files, else download or raise."""
-    tried = candidate_dirs(data_dir)
+    """The folder holding all four files: the explicit one, else the first candidate."""
+    if data_dir is not None:
+        # An explicit folder that lacks the files is the user's mistake: say so rather
+        # than silently fall back to another copy.
+        missing = [s for s, _ in FILES.values() if not _file_in(Path(data_dir), s)]
+        if missing:
+            raise DatasetError(f"{data_dir} lacks {', '.join(missing)}; {HOW_TO_GET}")
+        return Path(data_dir)
+    tried = candidate_dirs()
     for folder in tried:
         if all(_file_in(folder, stem) for stem, _ in FILES.values()):
             return folder
-    if data_dir is not None:
-        # An explicit folder that lacks the files is the user's mistake: say so, don't
-        # silently fall back to another copy.
-        missing = [s for s, _ in FILES.values() if not _file_in(Path(data_dir), s)]
-        raise DatasetError(f"{data_dir} lacks {', '.join(missing)}; {HOW_TO_GET}")
     if download:
         return _download(cache_dir())
     raise DatasetError(

@@ -42,8 +42,9 @@ def load_datasets(
     seed: int = 0,
     val_fraction: float = VAL_FRACTION,
     download: bool = False,
+    verify: bool = True,
 ) -> Datasets:
-    arrays, sums, folder = load_raw(data_dir, download=download)
+    arrays, sums, folder = load_raw(data_dir, verify=verify, download=download)
     train_idx, val_idx = train_val_split(len(arrays["train_labels"]), val_fraction, seed)
     images, labels = arrays["train_images"], arrays["train_labels"].astype(np.int64)
     return Datasets(

@@ -1,0 +1,306 @@
+"""HTTP client for the classification service (contract: docs/api.md).
+
+    async with ServiceClient("http://127.0.0.1:3000") as client:
+        listing = await client.list_models()
+        served = await client.predict(images, "baseline", batch_size=500)
+
+The test set travels as ``.npy`` batches (``POST /classify_npy``) with a few requests in
+flight at once over reused connections. Connection errors, timeouts and 502/503/504 are
+retried with exponential backoff a bounded number of times, then :class:`ServiceUnavailable`
+says so; any other 4xx/5xx stops at once with :class:`ServiceError` carrying the server's
+``error`` code and ``detail``. Answers are checked against the contract before use, so a
+changed class order or a short answer can never be scored silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Self
+
+import httpx
+import numpy as np
+from tqdm import tqdm
+
+from fmnist.dataset import CLASS_NAMES, NUM_CLASSES
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUSES = frozenset({502, 503, 504})
+
+
+class ServiceError(RuntimeError):
+    """The service answered with an error, or with something the contract does not allow."""
+
+    def __init__(self, message: str, status: int | None = None, reason: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+
+
+class ServiceUnavailable(ServiceError):
+    """The service could not be reached (or stayed overloaded) after every retry."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """``attempts`` tries in all; waits ``backoff * 2**i`` seconds (at most ``max_backoff``)."""
+
+    attempts: int = 5
+    backoff: float = 0.5
+    max_backoff: float = 8.0
+
+    def delay(self, attempt: int) -> float:
+        return min(self.max_backoff, self.backoff * 2**attempt)
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """One entry of ``GET /models``."""
+
+    name: str
+    parameters: int | None
+    test_accuracy: float | None
+    val_accuracy: float | None
+    sha256: str | None
+    raw: dict[str, Any] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class ModelListing:
+    default: str | None
+    models: dict[str, ServedModel]
+
+
+@dataclass(frozen=True)
+class ServedPredictions:
+    """What the service answered for a whole image set, in input order."""
+
+    model: str
+    class_index: np.ndarray  # (N,) int64
+    confidence: np.ndarray  # (N,) float64
+    probabilities: np.ndarray  # (N, 10) float64
+    seconds: float  # wall time for the whole set, retries included
+    requests: int
+
+    @property
+    def images_per_second(self) -> float:
+        return len(self.class_index) / self.seconds if self.seconds > 0 else float("inf")
+
+
+def encode_npy(images: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(images, dtype=np.uint8), allow_pickle=False)
+    return buf.getvalue()
+
+
+def _optional_float(value: Any) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _optional_int(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def parse_listing(body: Any) -> ModelListing:
+    if not isinstance(body, dict) or not isinstance(body.get("models"), list):
+        raise ServiceError(f"GET /models: expected {{'default', 'models': [...]}}, got {body!r:.200}")
+    models = {}
+    for entry in body["models"]:
+        if not isinstance(entry, dict) or "name" not in entry:
+            raise ServiceError(f"GET /models: model entry without a name: {entry!r:.200}")
+        models[str(entry["name"])] = ServedModel(
+            name=str(entry["name"]),
+            parameters=_optional_int(entry.get("parameters")),
+            test_accuracy=_optional_float(entry.get("test_accuracy")),
+            val_accuracy=_optional_float(entry.get("val_accuracy")),
+            sha256=entry.get("sha256"),
+            raw=entry,
+        )
+    return ModelListing(default=body.get("default"), models=models)
+
+
+def parse_batch_answer(body: Any, count: int, model: str) -> tuple[np.ndarray, ...]:
+    """(class_index, confidence, probabilities) of one batch answer, checked."""
+    where = f"POST /classify_npy ({model}, {count} images)"
+    if not isinstance(body, dict):
+        raise ServiceError(f"{where}: answer is not a JSON object: {body!r:.200}")
+    missing = {"class_names", "class_index", "confidence", "probabilities"} - body.keys()
+    if missing:
+        raise ServiceError(f"{where}: answer lacks {', '.join(sorted(missing))}")
+    if list(body["class_names"]) != list(CLASS_NAMES):
+        # Scoring against the wrong label order would be silently meaningless.
+        raise ServiceError(f"{where}: class_names {body['class_names']} differ from {CLASS_NAMES}")
+    if body.get("model", model) != model:
+        raise ServiceError(f"{where}: answered by model {body['model']!r}")
+    try:
+        index = np.asarray(body["class_index"], dtype=np.int64)
+        confidence = np.asarray(body["confidence"], dtype=np.float64)
+        probs = np.asarray(body["probabilities"], dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ServiceError(f"{where}: non-numeric predictions ({exc})") from exc
+    if index.shape != (count,) or confidence.shape != (count,) or probs.shape != (count, NUM_CLASSES):
+        raise ServiceError(
+            f"{where}: shapes class_index {index.shape}, confidence {confidence.shape}, "
+            f"probabilities {probs.shape}; expected ({count},), ({count},), ({count}, {NUM_CLASSES})"
+        )
+    return index, confidence, probs
+
+
+class ServiceClient:
+    """Async client for one service; ``transport`` lets tests swap the network out."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = 60.0,
+        retry: RetryPolicy | None = None,
+        concurrency: int = 4,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        self.base_url = base_url.rstrip("/")
+        self.retry = retry or RetryPolicy()
+        self.concurrency = concurrency
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+            transport=transport,
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One call with bounded retries; returns only a 2xx response."""
+        last = ""
+        for attempt in range(self.retry.attempts):
+            try:
+                response = await self._http.request(method, path, **kwargs)
+            except httpx.TransportError as exc:
+                last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            else:
+                if response.is_success:
+                    return response
+                if response.status_code not in RETRY_STATUSES:
+                    raise _error_from(response, method, path)
+                last = f"HTTP {response.status_code} {_describe(response)}"
+            if attempt + 1 < self.retry.attempts:
+                delay = self.retry.delay(attempt)
+                log.info("%s %s failed (%s); retry %d/%d in %.2fs", method, path, last,
+                         attempt + 1, self.retry.attempts - 1, delay)
+                await asyncio.sleep(delay)
+        raise ServiceUnavailable(
+            f"service at {self.base_url} unavailable: {method} {path} failed "
+            f"{self.retry.attempts} times, last: {last}"
+        )
+
+    async def list_models(self) -> ModelListing:
+        return parse_listing(_json(await self._request("GET", "/models"), "GET /models"))
+
+    async def classify_npy(self, images: np.ndarray, model: str) -> tuple[np.ndarray, ...]:
+        """One batch of uint8 ``(B, 28, 28)`` images → (class_index, confidence, probabilities)."""
+        response = await self._request(
+            "POST",
+            "/classify_npy",
+            files={"array": ("batch.npy", encode_npy(images), "application/octet-stream")},
+            data={"model": model},
+        )
+        return parse_batch_answer(_json(response, "POST /classify_npy"), len(images), model)
+
+    async def predict(
+        self, images: np.ndarray, model: str, batch_size: int = 500, progress: bool = True
+    ) -> ServedPredictions:
+        """Every image through the service, ``concurrency`` batches in flight at a time."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        n = len(images)
+        index = np.empty(n, dtype=np.int64)
+        confidence = np.empty(n, dtype=np.float64)
+        probs = np.empty((n, NUM_CLASSES), dtype=np.float64)
+        starts = list(range(0, n, batch_size))
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        for start in starts:
+            queue.put_nowait(start)
+        bar = tqdm(total=n, desc=model, unit="img", disable=not progress, leave=False)
+
+        async def worker() -> None:
+            while not queue.empty():
+                start = queue.get_nowait()
+                stop = min(start + batch_size, n)
+                answer = await self.classify_npy(images[start:stop], model)
+                index[start:stop], confidence[start:stop], probs[start:stop] = answer
+                bar.update(stop - start)
+
+        began = time.perf_counter()
+        try:
+            # A TaskGroup cancels the other workers as soon as one fails (or on Ctrl-C).
+            async with asyncio.TaskGroup() as group:
+                for _ in range(min(self.concurrency, len(starts))):
+                    group.create_task(worker())
+        except BaseExceptionGroup as group_error:
+            raise _first_error(group_error) from None
+        finally:
+            bar.close()
+        return ServedPredictions(model, index, confidence, probs,
+                                 time.perf_counter() - began, len(starts))
+
+
+def _first_error(group: BaseExceptionGroup) -> BaseException:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            return _first_error(exc)
+        if not isinstance(exc, asyncio.CancelledError):
+            return exc
+    return group.exceptions[0]
+
+
+def _describe(response: httpx.Response) -> str:
+    """``reason: detail`` from a contract error body, else the start of the raw body."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200].strip() or response.reason_phrase
+    if isinstance(body, dict) and ("error" in body or "detail" in body):
+        return f"{body.get('error', '?')}: {body.get('detail', '')}".rstrip(": ")
+    return str(body)[:200]
+
+
+def _error_from(response: httpx.Response, method: str, path: str) -> ServiceError:
+    reason = None
+    try:
+        body = response.json()
+        if isinstance(body, dict):
+            reason = body.get("error")
+    except ValueError:
+        pass
+    return ServiceError(
+        f"service refused {method} {path} with HTTP {response.status_code}: {_describe(response)}",
+        status=response.status_code,
+        reason=reason,
+    )
+
+
+def _json(response: httpx.Response, where: str) -> Any:
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise ServiceError(f"{where}: answer is not JSON: {response.text[:200]!r}") from exc

@@ -1,0 +1,31 @@
+"""The numbers the study reports (/work/shared/study), to hold the served models against.
+
+The study's text is not consistent with itself, and the report says so: the summary table
+gives 92.23% test accuracy for both models while the sentence below it says 92.31%, and it
+calls all footwear "more than 98%" while its own per-class table lists 97.2-97.7%. The
+per-class table does not say which model it belongs to.
+"""
+
+from __future__ import annotations
+
+TEST_ACCURACY = {"baseline": 0.9223, "deeper": 0.9223}
+TEST_ACCURACY_IN_TEXT = 0.9231
+PER_CLASS_ACCURACY = {
+    "T-shirt/top": 0.878,
+    "Trouser": 0.989,
+    "Pullover": 0.887,
+    "Dress": 0.930,
+    "Coat": 0.893,
+    "Sandal": 0.976,
+    "Shirt": 0.743,
+    "Sneaker": 0.972,
+    "Bag": 0.978,
+    "Ankle boot": 0.977,
+}
+HARDEST_CLASS = "Shirt"
+CLAIM_SAME = "both models perform the same (92.23% test accuracy each)"
+INCONSISTENCIES = (
+    "the summary table gives 92.23% for both models, the sentence after it 92.31%",
+    "footwear is called 'more than 98%' accurate, the per-class table lists 97.2-97.7%",
+    "the per-class table does not say which of the two models it describes",
+)

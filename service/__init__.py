@@ -1,0 +1,9 @@
+"""Fashion-MNIST model service: both ONNX CNNs behind BentoML + onnxruntime.
+
+    python -m service.import_models --onnx-dir artifacts/onnx   # into the BentoML store
+    bentoml serve service.service:FashionMNISTService           # or FMNIST_MODEL_DIR=...
+
+Importing this package is cheap and torch-free; the BentoML service class lives in
+:mod:`service.service` so that the pure parts (settings, inference, validation) can be
+used and tested without it.
+"""

@@ -1,0 +1,216 @@
+"""Turn untrusted request bytes into uint8 pixel batches, or say exactly what is wrong.
+
+Every failure is an :class:`InputError` carrying the HTTP status, a short snake_case
+``reason`` (the ``error`` field of docs/api.md's error body) and a ``detail`` that says
+what was wrong and what is expected. Nothing here knows about HTTP frameworks.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_FORMATS = frozenset({"PNG", "JPEG", "WEBP", "BMP"})
+MAX_IMAGE_PIXELS = 50_000_000  # decompression-bomb guard (50 MP)
+SIDE = 28
+
+
+class InputError(ValueError):
+    """A client mistake: maps to a 4xx answer ``{"error": reason, "detail": detail}``."""
+
+    def __init__(self, status: int, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.status = status
+        self.reason = reason
+        self.detail = detail
+
+
+def parse_bool(name: str, raw: str | None) -> bool:
+    if raw is None or raw.strip() == "":
+        return False
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise InputError(400, "invalid_option", f"{name}={raw!r} is not a boolean (expected true or false)")
+
+
+def resolve_model(raw: Any, default: str, served: tuple[str, ...]) -> str:
+    if raw is None or (isinstance(raw, str) and raw.strip() == ""):
+        return default
+    if not isinstance(raw, str) or raw not in served:
+        raise InputError(
+            404, "unknown_model", f"model {raw!r} is not served (expected one of {', '.join(served)})"
+        )
+    return raw
+
+
+def decode_image(data: bytes, invert: bool = False) -> np.ndarray:
+    """Any PNG/JPEG/WebP/BMP → uint8 (28, 28): grayscale, padded square, resized.
+
+    Transparent pixels become black (Fashion-MNIST garments are light on black); with
+    ``invert`` a dark-on-light photo is flipped to light-on-dark before padding.
+    """
+    if not data:
+        raise InputError(400, "empty_body", "the image file is empty (expected PNG, JPEG, WebP or BMP bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            if img.format not in IMAGE_FORMATS:
+                raise InputError(
+                    415, "unsupported_image_format",
+                    f"image format {img.format} is not accepted (expected PNG, JPEG, WebP or BMP)",
+                )
+            if img.width * img.height > MAX_IMAGE_PIXELS:
+                raise InputError(
+                    413, "image_too_large",
+                    f"image is {img.width}x{img.height} pixels (expected at most {MAX_IMAGE_PIXELS:,})",
+                )
+            img.draft("L", (SIDE * 4, SIDE * 4))  # JPEG: decode at reduced size, much faster
+            img = ImageOps.exif_transpose(img)
+            if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+                rgba = img.convert("RGBA")
+                black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+                gray = Image.alpha_composite(black, rgba).convert("L")
+            elif img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+                arr = np.asarray(img, dtype=np.float64)
+                top = 65535.0 if img.mode.startswith("I") else max(float(arr.max()), 1.0)
+                gray = Image.fromarray(np.clip(arr / top * 255.0, 0, 255).astype(np.uint8))
+            else:
+                gray = img.convert("L")
+    except InputError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as exc:
+        raise InputError(
+            400, "corrupt_image",
+            f"the file is not a readable image ({type(exc).__name__}: {exc}); "
+            "expected PNG, JPEG, WebP or BMP bytes",
+        ) from exc
+    if invert:
+        gray = ImageOps.invert(gray)
+    side = max(gray.size)
+    if gray.size != (side, side):  # pad with black so garments keep their aspect ratio
+        square = Image.new("L", (side, side), 0)
+        square.paste(gray, ((side - gray.width) // 2, (side - gray.height) // 2))
+        gray = square
+    if gray.size != (SIDE, SIDE):
+        gray = gray.resize((SIDE, SIDE), Image.Resampling.LANCZOS)
+    return np.asarray(gray, dtype=np.uint8)
+
+
+def check_batch(pixels: np.ndarray, max_batch: int, source: str) -> np.ndarray:
+    """Check shape, batch size and range of a numeric array; returns float32 (N, 28, 28)."""
+    if pixels.size == 0 and (pixels.ndim == 1 or pixels.shape[0] == 0):
+        raise InputError(400, "empty_batch", f"{source} holds no images (expected [N, 28, 28], N >= 1)")
+    if pixels.ndim == 4 and pixels.shape[1] == 1:
+        pixels = pixels[:, 0]
+    if pixels.ndim != 3 or pixels.shape[1:] != (SIDE, SIDE):
+        hint = " (wrap a single image in a list)" if pixels.shape == (SIDE, SIDE) else ""
+        raise InputError(
+            400, "wrong_shape",
+            f"{source} has shape {list(pixels.shape)}{hint}; expected [N, 28, 28] (or [N, 1, 28, 28])",
+        )
+    if pixels.shape[0] > max_batch:
+        raise InputError(
+            413, "batch_too_large",
+            f"{source} holds {pixels.shape[0]} images; at most {max_batch} per request are accepted",
+        )
+    if pixels.dtype.kind == "f" and not np.isfinite(pixels).all():
+        raise InputError(400, "not_a_number", f"{source} holds NaN or infinite values (expected numbers 0-255)")
+    low, high = pixels.min(), pixels.max()
+    if low < 0 or high > 255:
+        raise InputError(
+            400, "out_of_range",
+            f"{source} holds values from {low:g} to {high:g}; expected pixel values 0-255",
+        )
+    return pixels.astype(np.float32, copy=False)
+
+
+def _reject_constant(token: str) -> float:
+    raise InputError(400, "not_a_number", f"JSON holds {token} (expected numbers 0-255)")
+
+
+def pixels_from_json(body: bytes, max_batch: int) -> tuple[np.ndarray, Any]:
+    """``{"pixels": [N][28][28], "model": optional}`` → (float32 (N, 28, 28), model)."""
+    if not body.strip():
+        raise InputError(400, "empty_body", 'the request body is empty (expected JSON {"pixels": [N][28][28]})')
+    try:
+        doc = json.loads(body, parse_constant=_reject_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(
+            400, "invalid_json", f"the body is not valid JSON ({exc}); expected {{\"pixels\": [N][28][28]}}"
+        ) from exc
+    if not isinstance(doc, dict) or "pixels" not in doc:
+        raise InputError(
+            400, "missing_field", 'expected a JSON object with a "pixels" field ([N][28][28] numbers 0-255)'
+        )
+    raw = doc["pixels"]
+    if not isinstance(raw, list):
+        raise InputError(400, "wrong_shape", f'"pixels" is a {type(raw).__name__}; expected a [N][28][28] list')
+    try:
+        pixels = np.asarray(raw)
+    except ValueError as exc:  # ragged nesting
+        raise InputError(
+            400, "wrong_shape", f'"pixels" is ragged ({exc}); expected [N][28][28] with every row 28 long'
+        ) from exc
+    if pixels.dtype.kind not in "iuf":
+        if pixels.dtype.kind == "O" and _is_ragged(raw):
+            raise InputError(400, "wrong_shape", '"pixels" is ragged; expected [N][28][28] with every row 28 long')
+        raise InputError(
+            400, "not_a_number",
+            f'"pixels" holds non-numbers ({_first_non_number(raw)!r}); expected numbers 0-255',
+        )
+    return check_batch(pixels, max_batch, '"pixels"'), doc.get("model")
+
+
+def _is_ragged(raw: Any) -> bool:
+    lengths: set[tuple[int, ...]] = set()
+
+    def shape(x: Any) -> tuple[int, ...]:
+        if isinstance(x, list):
+            inner = {shape(y) for y in x}
+            return (len(x), *(next(iter(inner)) if len(inner) == 1 else (-1,)))
+        return ()
+
+    lengths.add(shape(raw))
+    return any(-1 in s for s in lengths)
+
+
+def _first_non_number(raw: Any) -> Any:
+    stack = [raw]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, list):
+            stack.extend(reversed(x))
+        elif isinstance(x, bool) or not isinstance(x, int | float) or (
+            isinstance(x, float) and math.isnan(x)
+        ):
+            return x
+    return None
+
+
+def pixels_from_npy(data: bytes, max_batch: int) -> np.ndarray:
+    """A ``.npy`` file of uint8 [N, 28, 28] or [N, 1, 28, 28] → float32 (N, 28, 28)."""
+    if not data:
+        raise InputError(400, "empty_body", "the .npy file is empty (expected uint8 [N, 28, 28])")
+    try:
+        array = np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise InputError(
+            400, "invalid_npy",
+            f"the file is not a readable .npy array ({exc}); expected np.save of uint8 [N, 28, 28]",
+        ) from exc
+    if array.dtype != np.uint8:
+        raise InputError(
+            400, "wrong_dtype", f"the .npy array has dtype {array.dtype}; expected uint8 [N, 28, 28]"
+        )
+    return check_batch(array, max_batch, "the .npy array")
