@@ -113,7 +113,9 @@ def _optional_int(value: Any) -> int | None:
 
 def parse_listing(body: Any) -> ModelListing:
     if not isinstance(body, dict) or not isinstance(body.get("models"), list):
-        raise ServiceError(f"GET /models: expected {{'default', 'models': [...]}}, got {body!r:.200}")
+        raise ServiceError(
+            f"GET /models: expected {{'default', 'models': [...]}}, got {body!r:.200}"
+        )
     models = {}
     for entry in body["models"]:
         if not isinstance(entry, dict) or "name" not in entry:
@@ -148,10 +150,11 @@ def parse_batch_answer(body: Any, count: int, model: str) -> tuple[np.ndarray, .
         probs = np.asarray(body["probabilities"], dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise ServiceError(f"{where}: non-numeric predictions ({exc})") from exc
-    if index.shape != (count,) or confidence.shape != (count,) or probs.shape != (count, NUM_CLASSES):
+    expected = ((count,), (count,), (count, NUM_CLASSES))
+    if (index.shape, confidence.shape, probs.shape) != expected:
         raise ServiceError(
             f"{where}: shapes class_index {index.shape}, confidence {confidence.shape}, "
-            f"probabilities {probs.shape}; expected ({count},), ({count},), ({count}, {NUM_CLASSES})"
+            f"probabilities {probs.shape}; expected {expected}"
         )
     return index, confidence, probs
 
@@ -193,6 +196,7 @@ class ServiceClient:
         """One call with bounded retries; returns only a 2xx response."""
         last = ""
         for attempt in range(self.retry.attempts):
+            asked_wait = 0.0
             try:
                 response = await self._http.request(method, path, **kwargs)
             except httpx.TransportError as exc:
@@ -203,10 +207,19 @@ class ServiceClient:
                 if response.status_code not in RETRY_STATUSES:
                     raise _error_from(response, method, path)
                 last = f"HTTP {response.status_code} {_describe(response)}"
+                asked_wait = _retry_after(response)
             if attempt + 1 < self.retry.attempts:
-                delay = self.retry.delay(attempt)
-                log.info("%s %s failed (%s); retry %d/%d in %.2fs", method, path, last,
-                         attempt + 1, self.retry.attempts - 1, delay)
+                # An overloaded server may say how long to wait; never beyond max_backoff.
+                delay = max(self.retry.delay(attempt), min(asked_wait, self.retry.max_backoff))
+                log.info(
+                    "%s %s failed (%s); retry %d/%d in %.2fs",
+                    method,
+                    path,
+                    last,
+                    attempt + 1,
+                    self.retry.attempts - 1,
+                    delay,
+                )
                 await asyncio.sleep(delay)
         raise ServiceUnavailable(
             f"service at {self.base_url} unavailable: {method} {path} failed "
@@ -260,8 +273,9 @@ class ServiceClient:
             raise _first_error(group_error) from None
         finally:
             bar.close()
-        return ServedPredictions(model, index, confidence, probs,
-                                 time.perf_counter() - began, len(starts))
+        return ServedPredictions(
+            model, index, confidence, probs, time.perf_counter() - began, len(starts)
+        )
 
 
 def _first_error(group: BaseExceptionGroup) -> BaseException:
@@ -271,6 +285,14 @@ def _first_error(group: BaseExceptionGroup) -> BaseException:
         if not isinstance(exc, asyncio.CancelledError):
             return exc
     return group.exceptions[0]
+
+
+def _retry_after(response: httpx.Response) -> float:
+    """Seconds from a ``Retry-After: <seconds>`` header; 0 when absent or an HTTP date."""
+    try:
+        return max(0.0, float(response.headers.get("retry-after", "0")))
+    except ValueError:
+        return 0.0
 
 
 def _describe(response: httpx.Response) -> str:

@@ -34,8 +34,11 @@ class Interval:
 
 
 def accuracy_ci(
-    y_true: np.ndarray, y_pred: np.ndarray, level: float = 0.95,
-    resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0,
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    level: float = 0.95,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
 ) -> Interval:
     """Accuracy with a percentile bootstrap interval.
 
@@ -80,8 +83,14 @@ def per_class_scores(
         y_true, y_pred, labels=labels, zero_division=0
     )
     return [
-        ClassScores(names[i], int(support[i]), float(recall[i]), float(precision[i]),
-                    float(recall[i]), float(f1[i]))
+        ClassScores(
+            names[i],
+            int(support[i]),
+            float(recall[i]),
+            float(precision[i]),
+            float(recall[i]),
+            float(f1[i]),
+        )
         for i in labels
     ]
 
@@ -172,7 +181,11 @@ class ModelMetrics:
         out = asdict(self)
         out["confusion"] = self.confusion.tolist()
         out["confused_pairs"] = [
-            {**asdict(p), "true_name": CLASS_NAMES[p.true], "predicted_name": CLASS_NAMES[p.predicted]}
+            {
+                **asdict(p),
+                "true_name": CLASS_NAMES[p.true],
+                "predicted_name": CLASS_NAMES[p.predicted],
+            }
             for p in self.confused_pairs
         ]
         return out
@@ -225,22 +238,35 @@ def mcnemar_exact(only_a: int, only_b: int) -> float:
 
 
 def compare_models(
-    name_a: str, pred_a: np.ndarray, name_b: str, pred_b: np.ndarray, y_true: np.ndarray,
-    level: float = 0.95, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0,
+    name_a: str,
+    pred_a: np.ndarray,
+    name_b: str,
+    pred_b: np.ndarray,
+    y_true: np.ndarray,
+    level: float = 0.95,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
 ) -> PairedComparison:
     right_a, right_b = pred_a == y_true, pred_b == y_true
-    cells = np.array([
-        np.sum(right_a & right_b), np.sum(right_a & ~right_b),
-        np.sum(~right_a & right_b), np.sum(~right_a & ~right_b),
-    ])
+    cells = np.array(
+        [
+            np.sum(right_a & right_b),
+            np.sum(right_a & ~right_b),
+            np.sum(~right_a & right_b),
+            np.sum(~right_a & ~right_b),
+        ]
+    )
     n = int(cells.sum())
     # Resampling image pairs with replacement = a multinomial draw over the four cells.
     draws = np.random.default_rng(seed).multinomial(n, cells / n, size=resamples)
     diffs = (draws[:, 1] - draws[:, 2]) / n
     low, high = np.quantile(diffs, [(1 - level) / 2, (1 + level) / 2])
     return PairedComparison(
-        model_a=name_a, model_b=name_b,
-        both_right=int(cells[0]), only_a=int(cells[1]), only_b=int(cells[2]),
+        model_a=name_a,
+        model_b=name_b,
+        both_right=int(cells[0]),
+        only_a=int(cells[1]),
+        only_b=int(cells[2]),
         both_wrong=int(cells[3]),
         p_value=mcnemar_exact(int(cells[1]), int(cells[2])),
         agreement=float(np.mean(pred_a == pred_b)),
@@ -268,13 +294,20 @@ class ServingSkew:
         return self.argmax_mismatches == 0 and self.max_abs_prob_diff <= SKEW_TOLERANCE
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "same_file": self.same_file, "ok": self.ok,
-                "tolerance": SKEW_TOLERANCE}
+        return {
+            **asdict(self),
+            "same_file": self.same_file,
+            "ok": self.ok,
+            "tolerance": SKEW_TOLERANCE,
+        }
 
 
 def serving_skew(
-    served_index: np.ndarray, served_probs: np.ndarray, local_probs: np.ndarray,
-    served_sha256: str | None, local_sha256: str,
+    served_index: np.ndarray,
+    served_probs: np.ndarray,
+    local_probs: np.ndarray,
+    served_sha256: str | None,
+    local_sha256: str,
 ) -> ServingSkew:
     diff = np.abs(np.asarray(served_probs, np.float64) - np.asarray(local_probs, np.float64))
     return ServingSkew(

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from evaluation.metrics import ConfusedPair, ModelMetrics, Reliability
@@ -33,9 +34,15 @@ def confusion_heatmap(cm: np.ndarray, model: str, path: Path) -> Path:
     for t in range(cm.shape[0]):
         for p in range(cm.shape[1]):
             if cm[t, p]:
-                ax.text(p, t, f"{share[t, p]:.0f}" if share[t, p] >= 1 else "<1",
-                        ha="center", va="center", fontsize=8,
-                        color="white" if share[t, p] > 55 else "black")
+                ax.text(
+                    p,
+                    t,
+                    f"{share[t, p]:.0f}" if share[t, p] >= 1 else "<1",
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if share[t, p] > 55 else "black",
+                )
     ax.set_xticks(range(len(SHORT_NAMES)), SHORT_NAMES, rotation=45, ha="right")
     ax.set_yticks(range(len(SHORT_NAMES)), SHORT_NAMES)
     ax.set_xlabel("predicted class")
@@ -55,86 +62,159 @@ def per_class_accuracy(
     for i, (name, m) in enumerate(metrics.items()):
         values = [c.accuracy * 100 for c in m.per_class]
         ax.bar(x - 0.4 + width * (i + 0.5), values, width, label=f"{name} (served)")
-    ax.scatter(x, [study[n] * 100 for n in CLASS_NAMES], marker="_", s=400, color="black",
-               linewidths=2, zorder=3, label="study")
-    low = min([study[n] * 100 for n in CLASS_NAMES]
-              + [c.accuracy * 100 for m in metrics.values() for c in m.per_class])
+    ax.scatter(
+        x,
+        [study[n] * 100 for n in CLASS_NAMES],
+        marker="_",
+        s=400,
+        color="black",
+        linewidths=2,
+        zorder=3,
+        label="study",
+    )
+    low = min(
+        [study[n] * 100 for n in CLASS_NAMES]
+        + [c.accuracy * 100 for m in metrics.values() for c in m.per_class]
+    )
     ax.set_ylim(max(0, low - 10), 100)
     ax.set_xticks(x, SHORT_NAMES, rotation=30, ha="right")
     ax.set_ylabel("accuracy on the class (%)")
     ax.set_title("Per-class accuracy")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(loc="lower left", fontsize=8)
+    ax.legend(
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.22),
+        ncol=len(metrics) + 1,
+        fontsize=8,
+        frameon=False,
+    )
     return _save(fig, path)
 
 
-def _image_grid(
-    images: np.ndarray, titles: Sequence[str], cols: int, fig: Figure, rows: int, row0: int = 0
+CELL_W = 36  # mosaic cell width in pixels: a 28-pixel image and its margins
+LINE_H = 4  # pixels per title line: 1.5 in per 36-pixel cell makes 7-pt text about 3.5 px
+
+
+def _mosaic(
+    ax: Axes,
+    images: np.ndarray,
+    titles: Sequence[str],
+    cols: int,
+    lines: int,
+    row_labels: Sequence[str] = (),
 ) -> None:
-    for k, (img, title) in enumerate(zip(images, titles, strict=True)):
-        ax = fig.add_subplot(rows, cols, row0 * cols + k + 1)
-        ax.imshow(img, cmap="gray_r", vmin=0, vmax=255)
-        ax.set_title(title, fontsize=7)
-        ax.axis("off")
+    """Draw images as one picture with a title above each: one imshow, not one axes each.
+
+    Dozens of small axes make matplotlib slow (seconds per figure); one mosaic is fast.
+    """
+    cell_h = 28 + 4 + LINE_H * lines
+    rows = max(1, -(-len(images) // cols), len(row_labels))
+    canvas = np.zeros((rows * cell_h, cols * CELL_W), dtype=np.uint8)  # 0 = white (gray_r)
+    for k, (image, title) in enumerate(zip(images, titles, strict=True)):
+        r, c = divmod(k, cols)
+        y, x = r * cell_h + cell_h - 30, c * CELL_W + 4
+        canvas[y : y + 28, x : x + 28] = image
+        ax.text(x + 14, y - 1, title, ha="center", va="bottom", fontsize=7)
+    for r, label in enumerate(row_labels):
+        ax.text(-3, r * cell_h + cell_h - 16, label, ha="right", va="center", fontsize=9)
+    ax.imshow(canvas, cmap="gray_r", vmin=0, vmax=255, interpolation="nearest")
+    ax.axis("off")
+
+
+def _gallery_figure(cols: int, rows: int, lines: int, label_width: float = 0.0) -> Figure:
+    inch = 1.5 / CELL_W
+    return Figure(figsize=(cols * 1.5 + label_width, rows * (32 + LINE_H * lines) * inch + 0.5))
 
 
 def mistakes_gallery(
-    images: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, confidence: np.ndarray,
-    model: str, path: Path, count: int = 24, cols: int = 8,
+    images: np.ndarray,
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    confidence: np.ndarray,
+    model: str,
+    path: Path,
+    count: int = 24,
+    cols: int = 8,
 ) -> Path:
     """The ``count`` mistakes the model was most sure of, most confident first."""
     wrong = np.flatnonzero(y_true != y_pred)
     chosen = wrong[np.argsort(-confidence[wrong], kind="stable")][:count]
-    rows = max(1, -(-len(chosen) // cols))
-    fig = Figure(figsize=(cols * 1.35, rows * 1.65 + 0.5))
-    titles = [f"#{i}\ntrue {SHORT_NAMES[y_true[i]]}\npred {SHORT_NAMES[y_pred[i]]} "
-              f"{confidence[i]:.0%}" for i in chosen]
-    _image_grid(images[chosen], titles, cols, fig, rows)
-    fig.suptitle(f"{model}: the {len(chosen)} most confident mistakes", fontsize=11)
+    fig = _gallery_figure(cols, max(1, -(-len(chosen) // cols)), 3)
+    titles = [
+        f"#{i}  {confidence[i]:.0%}\ntrue: {SHORT_NAMES[y_true[i]]}\npred: {SHORT_NAMES[y_pred[i]]}"
+        for i in chosen
+    ]
+    _mosaic(fig.add_subplot(), images[chosen], titles, cols, 3)
+    fig.suptitle(
+        f"{model}: the {len(chosen)} most confident mistakes (test index, confidence)", fontsize=11
+    )
     return _save(fig, path)
 
 
 def confused_pair_gallery(
-    images: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, confidence: np.ndarray,
-    pairs: Sequence[ConfusedPair], model: str, path: Path, per_pair: int = 8,
+    images: np.ndarray,
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    confidence: np.ndarray,
+    pairs: Sequence[ConfusedPair],
+    model: str,
+    path: Path,
+    per_pair: int = 8,
 ) -> Path:
     """One row per confused pair (true → predicted), its most confident examples."""
-    rows = max(1, len(pairs))
-    fig = Figure(figsize=(per_pair * 1.35, rows * 1.75 + 0.5))
-    for r, pair in enumerate(pairs):
+    fig = _gallery_figure(per_pair, max(1, len(pairs)), 1, label_width=1.2)
+    tiles, titles = [], []
+    for pair in pairs:
         hits = np.flatnonzero((y_true == pair.true) & (y_pred == pair.predicted))
         chosen = hits[np.argsort(-confidence[hits], kind="stable")][:per_pair]
-        titles = [f"#{i} {confidence[i]:.0%}" for i in chosen]
-        _image_grid(images[chosen], titles, per_pair, fig, rows, row0=r)
-        fig.text(0.0, 1 - (r + 0.5) / rows, f"{SHORT_NAMES[pair.true]}\n→ "
-                 f"{SHORT_NAMES[pair.predicted]}\n({pair.count})", fontsize=8, ha="right",
-                 va="center")
-    fig.suptitle(f"{model}: most confused pairs (true → predicted, confidence)", fontsize=11)
+        for slot in range(per_pair):  # a short row is padded with blanks
+            i = chosen[slot] if slot < len(chosen) else None
+            tiles.append(images[i] if i is not None else np.zeros((28, 28), np.uint8))
+            titles.append(f"#{i}  {confidence[i]:.0%}" if i is not None else "")
+    labels = [
+        f"{SHORT_NAMES[p.true]}\n→ {SHORT_NAMES[p.predicted]}\n({p.count} images)" for p in pairs
+    ]
+    _mosaic(fig.add_subplot(), np.asarray(tiles).reshape(-1, 28, 28), titles, per_pair, 1, labels)
+    fig.suptitle(
+        f"{model}: most confused pairs, true → predicted (test index, confidence)", fontsize=11
+    )
     return _save(fig, path)
 
 
 def reliability_diagram(curves: Mapping[str, Reliability], path: Path) -> Path:
-    """Accuracy against mean confidence per bin, one panel per model; bar width ∝ images."""
-    fig = Figure(figsize=(4.2 * max(len(curves), 1), 4.4))
+    """Per model: accuracy against confidence per bin (top), share of images per bin (below)."""
+    n = max(len(curves), 1)
+    fig = Figure(figsize=(4.6 * n, 5.6))
+    grid = fig.add_gridspec(2, n, height_ratios=[3, 1], hspace=0.08)
     for i, (name, rel) in enumerate(curves.items()):
-        ax = fig.add_subplot(1, max(len(curves), 1), i + 1)
+        top = fig.add_subplot(grid[0, i])
+        below = fig.add_subplot(grid[1, i], sharex=top)
         edges = np.asarray(rel.edges)
-        centers = (edges[:-1] + edges[1:]) / 2
-        acc = np.array([a if a is not None else np.nan for a in rel.accuracy])
-        conf = np.array([c if c is not None else np.nan for c in rel.confidence])
-        ax.bar(centers, np.nan_to_num(acc), width=edges[1] - edges[0], edgecolor="black",
-               alpha=0.7, label="accuracy in bin")
-        ax.plot(conf, acc, "o", color="tab:red", markersize=4, label="(mean confidence, accuracy)")
-        ax.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
+        width = edges[1] - edges[0]
+        acc = np.array([np.nan if a is None else a for a in rel.accuracy])
+        conf = np.array([np.nan if c is None else c for c in rel.confidence])
+        top.bar(
+            edges[:-1],
+            np.nan_to_num(acc),
+            width=width,
+            align="edge",
+            edgecolor="black",
+            color="tab:blue",
+            alpha=0.75,
+            label="accuracy in bin",
+        )
+        top.plot(conf, acc, "o", color="tab:red", markersize=4, label="mean confidence in bin")
+        top.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
+        top.set_xlim(0, 1)
+        top.set_ylim(0, 1)
+        top.set_ylabel("accuracy")
+        top.set_title(f"{name}: ECE {rel.ece:.2%}")
+        top.legend(loc="upper left", fontsize=7)
+        top.tick_params(labelbottom=False)
         share = np.asarray(rel.counts) / max(sum(rel.counts), 1)
-        ax2 = ax.twinx()
-        ax2.step(edges[:-1], share, where="post", color="tab:green", alpha=0.6)
-        ax2.set_ylim(0, 1)
-        ax2.set_ylabel("share of images (green)", fontsize=8)
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1)
-        ax.set_xlabel("confidence")
-        ax.set_ylabel("accuracy")
-        ax.set_title(f"{name}: ECE {rel.ece:.2%}")
-        ax.legend(loc="upper left", fontsize=7)
+        below.bar(
+            edges[:-1], share * 100, width=width, align="edge", color="tab:gray", edgecolor="black"
+        )
+        below.set_xlabel("confidence")
+        below.set_ylabel("% of images")
     return _save(fig, path)

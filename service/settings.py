@@ -28,7 +28,9 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise SettingsError(f"{PREFIX}{name}={raw!r} is not an integer (expected >= {minimum})")
+        raise SettingsError(
+            f"{PREFIX}{name}={raw!r} is not an integer (expected >= {minimum})"
+        ) from None
     if value < minimum:
         raise SettingsError(f"{PREFIX}{name}={value} is too small (expected >= {minimum})")
     return value

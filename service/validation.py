@@ -39,7 +39,9 @@ def parse_bool(name: str, raw: str | None) -> bool:
         return True
     if value in ("0", "false", "no", "off"):
         return False
-    raise InputError(400, "invalid_option", f"{name}={raw!r} is not a boolean (expected true or false)")
+    raise InputError(
+        400, "invalid_option", f"{name}={raw!r} is not a boolean (expected true or false)"
+    )
 
 
 def resolve_model(raw: Any, default: str, served: tuple[str, ...]) -> str:
@@ -47,7 +49,9 @@ def resolve_model(raw: Any, default: str, served: tuple[str, ...]) -> str:
         return default
     if not isinstance(raw, str) or raw not in served:
         raise InputError(
-            404, "unknown_model", f"model {raw!r} is not served (expected one of {', '.join(served)})"
+            404,
+            "unknown_model",
+            f"model {raw!r} is not served (expected one of {', '.join(served)})",
         )
     return raw
 
@@ -59,20 +63,25 @@ def decode_image(data: bytes, invert: bool = False) -> np.ndarray:
     ``invert`` a dark-on-light photo is flipped to light-on-dark before padding.
     """
     if not data:
-        raise InputError(400, "empty_body", "the image file is empty (expected PNG, JPEG, WebP or BMP bytes)")
+        raise InputError(
+            400, "empty_body", "the image file is empty (expected PNG, JPEG, WebP or BMP bytes)"
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
             if img.format not in IMAGE_FORMATS:
                 raise InputError(
-                    415, "unsupported_image_format",
+                    415,
+                    "unsupported_image_format",
                     f"image format {img.format} is not accepted (expected PNG, JPEG, WebP or BMP)",
                 )
             if img.width * img.height > MAX_IMAGE_PIXELS:
                 raise InputError(
-                    413, "image_too_large",
-                    f"image is {img.width}x{img.height} pixels (expected at most {MAX_IMAGE_PIXELS:,})",
+                    413,
+                    "image_too_large",
+                    f"image is {img.width}x{img.height} pixels "
+                    f"(expected at most {MAX_IMAGE_PIXELS:,})",
                 )
             img.draft("L", (SIDE * 4, SIDE * 4))  # JPEG: decode at reduced size, much faster
             img = ImageOps.exif_transpose(img)
@@ -88,10 +97,17 @@ def decode_image(data: bytes, invert: bool = False) -> np.ndarray:
                 gray = img.convert("L")
     except InputError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning) as exc:
+    except (
+        UnidentifiedImageError,
+        OSError,
+        SyntaxError,
+        ValueError,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+    ) as exc:
         raise InputError(
-            400, "corrupt_image",
+            400,
+            "corrupt_image",
             f"the file is not a readable image ({type(exc).__name__}: {exc}); "
             "expected PNG, JPEG, WebP or BMP bytes",
         ) from exc
@@ -110,26 +126,35 @@ def decode_image(data: bytes, invert: bool = False) -> np.ndarray:
 def check_batch(pixels: np.ndarray, max_batch: int, source: str) -> np.ndarray:
     """Check shape, batch size and range of a numeric array; returns float32 (N, 28, 28)."""
     if pixels.size == 0 and (pixels.ndim == 1 or pixels.shape[0] == 0):
-        raise InputError(400, "empty_batch", f"{source} holds no images (expected [N, 28, 28], N >= 1)")
+        raise InputError(
+            400, "empty_batch", f"{source} holds no images (expected [N, 28, 28], N >= 1)"
+        )
     if pixels.ndim == 4 and pixels.shape[1] == 1:
         pixels = pixels[:, 0]
     if pixels.ndim != 3 or pixels.shape[1:] != (SIDE, SIDE):
         hint = " (wrap a single image in a list)" if pixels.shape == (SIDE, SIDE) else ""
         raise InputError(
-            400, "wrong_shape",
-            f"{source} has shape {list(pixels.shape)}{hint}; expected [N, 28, 28] (or [N, 1, 28, 28])",
+            400,
+            "wrong_shape",
+            f"{source} has shape {list(pixels.shape)}{hint}; "
+            "expected [N, 28, 28] (or [N, 1, 28, 28])",
         )
     if pixels.shape[0] > max_batch:
         raise InputError(
-            413, "batch_too_large",
-            f"{source} holds {pixels.shape[0]} images; at most {max_batch} per request are accepted",
+            413,
+            "batch_too_large",
+            f"{source} holds {pixels.shape[0]} images; "
+            f"at most {max_batch} per request are accepted",
         )
     if pixels.dtype.kind == "f" and not np.isfinite(pixels).all():
-        raise InputError(400, "not_a_number", f"{source} holds NaN or infinite values (expected numbers 0-255)")
+        raise InputError(
+            400, "not_a_number", f"{source} holds NaN or infinite values (expected numbers 0-255)"
+        )
     low, high = pixels.min(), pixels.max()
     if low < 0 or high > 255:
         raise InputError(
-            400, "out_of_range",
+            400,
+            "out_of_range",
             f"{source} holds values from {low:g} to {high:g}; expected pixel values 0-255",
         )
     return pixels.astype(np.float32, copy=False)
@@ -142,47 +167,43 @@ def _reject_constant(token: str) -> float:
 def pixels_from_json(body: bytes, max_batch: int) -> tuple[np.ndarray, Any]:
     """``{"pixels": [N][28][28], "model": optional}`` → (float32 (N, 28, 28), model)."""
     if not body.strip():
-        raise InputError(400, "empty_body", 'the request body is empty (expected JSON {"pixels": [N][28][28]})')
+        raise InputError(
+            400, "empty_body", 'the request body is empty (expected JSON {"pixels": [N][28][28]})'
+        )
     try:
         doc = json.loads(body, parse_constant=_reject_constant)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(
-            400, "invalid_json", f"the body is not valid JSON ({exc}); expected {{\"pixels\": [N][28][28]}}"
+            400,
+            "invalid_json",
+            f'the body is not valid JSON ({exc}); expected {{"pixels": [N][28][28]}}',
         ) from exc
     if not isinstance(doc, dict) or "pixels" not in doc:
         raise InputError(
-            400, "missing_field", 'expected a JSON object with a "pixels" field ([N][28][28] numbers 0-255)'
+            400,
+            "missing_field",
+            'expected a JSON object with a "pixels" field ([N][28][28] numbers 0-255)',
         )
     raw = doc["pixels"]
     if not isinstance(raw, list):
-        raise InputError(400, "wrong_shape", f'"pixels" is a {type(raw).__name__}; expected a [N][28][28] list')
+        raise InputError(
+            400, "wrong_shape", f'"pixels" is a {type(raw).__name__}; expected a [N][28][28] list'
+        )
     try:
         pixels = np.asarray(raw)
     except ValueError as exc:  # ragged nesting
         raise InputError(
-            400, "wrong_shape", f'"pixels" is ragged ({exc}); expected [N][28][28] with every row 28 long'
+            400,
+            "wrong_shape",
+            f'"pixels" is ragged ({exc}); expected [N][28][28] with every row 28 long',
         ) from exc
     if pixels.dtype.kind not in "iuf":
-        if pixels.dtype.kind == "O" and _is_ragged(raw):
-            raise InputError(400, "wrong_shape", '"pixels" is ragged; expected [N][28][28] with every row 28 long')
         raise InputError(
-            400, "not_a_number",
+            400,
+            "not_a_number",
             f'"pixels" holds non-numbers ({_first_non_number(raw)!r}); expected numbers 0-255',
         )
     return check_batch(pixels, max_batch, '"pixels"'), doc.get("model")
-
-
-def _is_ragged(raw: Any) -> bool:
-    lengths: set[tuple[int, ...]] = set()
-
-    def shape(x: Any) -> tuple[int, ...]:
-        if isinstance(x, list):
-            inner = {shape(y) for y in x}
-            return (len(x), *(next(iter(inner)) if len(inner) == 1 else (-1,)))
-        return ()
-
-    lengths.add(shape(raw))
-    return any(-1 in s for s in lengths)
 
 
 def _first_non_number(raw: Any) -> Any:
@@ -191,8 +212,10 @@ def _first_non_number(raw: Any) -> Any:
         x = stack.pop()
         if isinstance(x, list):
             stack.extend(reversed(x))
-        elif isinstance(x, bool) or not isinstance(x, int | float) or (
-            isinstance(x, float) and math.isnan(x)
+        elif (
+            isinstance(x, bool)
+            or not isinstance(x, int | float)
+            or (isinstance(x, float) and math.isnan(x))
         ):
             return x
     return None
@@ -206,11 +229,14 @@ def pixels_from_npy(data: bytes, max_batch: int) -> np.ndarray:
         array = np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise InputError(
-            400, "invalid_npy",
+            400,
+            "invalid_npy",
             f"the file is not a readable .npy array ({exc}); expected np.save of uint8 [N, 28, 28]",
         ) from exc
     if array.dtype != np.uint8:
         raise InputError(
-            400, "wrong_dtype", f"the .npy array has dtype {array.dtype}; expected uint8 [N, 28, 28]"
+            400,
+            "wrong_dtype",
+            f"the .npy array has dtype {array.dtype}; expected uint8 [N, 28, 28]",
         )
     return check_batch(array, max_batch, "the .npy array")

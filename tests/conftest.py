@@ -7,12 +7,21 @@ them and a classifier's answers are not all the same.
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-from fmnist.dataset import FILES, write_idx
+from fmnist.dataset import CLASS_NAMES, FILES, write_idx
 
 
 def make_images(labels: np.ndarray, seed: int) -> np.ndarray:
@@ -72,3 +81,178 @@ def onnx_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             },
         )
     return paths
+
+
+# -- evaluation: a fake classification service over real HTTP --------------------------
+# A threaded http.server speaking docs/api.md (GET /models, POST /classify_npy, the
+# contract's answers and error bodies), answering with onnxruntime from ``onnx_models``.
+# It can answer 503 a few times first, enforce a batch limit (413), slow down or hang, so
+# the evaluation client's retries, 4xx handling and Ctrl-C are tested over real sockets
+# without depending on the BentoML service.
+
+
+def split_multipart(body: bytes, content_type: str) -> dict[str, bytes]:
+    boundary = content_type.split("boundary=", 1)[1].strip('"').encode()
+    fields = {}
+    for part in body.split(b"--" + boundary)[1:-1]:
+        head, _, data = part.partition(b"\r\n\r\n")
+        name = head.split(b'name="', 1)[1].split(b'"', 1)[0].decode()
+        fields[name] = data[:-2]  # the CRLF before the next boundary
+    return fields
+
+
+class FakeService:
+    """docs/api.md's /models and /classify_npy on a free loopback port."""
+
+    def __init__(
+        self,
+        models: dict[str, Path],
+        fail_first: int = 0,
+        max_batch: int = 1024,
+        delay: float = 0.0,
+        hang: bool = False,
+    ) -> None:
+        import onnxruntime as ort  # only the evaluation tests need it
+
+        self.sessions = {
+            n: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
+            for n, p in models.items()
+        }
+        self.paths = models
+        self.fail_left, self.max_batch, self.delay = fail_first, max_batch, delay
+        self.hang = threading.Event() if hang else None
+        self.release = threading.Event()
+        self.lock = threading.Lock()
+        self.npy_requests = self.failed = self.in_flight = self.max_in_flight = 0
+        self.client_ports: set[int] = set()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def listing(self) -> dict[str, Any]:
+        models = []
+        for name, sess in self.sessions.items():
+            meta = sess.get_modelmeta().custom_metadata_map
+            models.append(
+                {
+                    "name": name,
+                    "parameters": int(meta["parameters"]),
+                    "test_accuracy": float(meta["test_accuracy"]),
+                    "val_accuracy": float(meta["val_accuracy"]),
+                    "sha256": hashlib.sha256(self.paths[name].read_bytes()).hexdigest(),
+                    "opset": 18,
+                    "input": {},
+                    "metadata": meta,
+                }
+            )
+        return {"default": "baseline", "models": models}
+
+    def classify(self, fields: dict[str, bytes]) -> tuple[int, dict[str, Any]]:
+        model = fields.get("model", b"baseline").decode()
+        if model not in self.sessions:
+            return 404, {"error": "unknown_model", "detail": f"no model {model!r}"}
+        pixels = np.load(io.BytesIO(fields["array"]), allow_pickle=False)
+        if pixels.dtype != np.uint8 or pixels.shape[1:] != (28, 28):
+            return 400, {"error": "wrong_shape", "detail": f"got {pixels.dtype} {pixels.shape}"}
+        if len(pixels) > self.max_batch:
+            return 413, {
+                "error": "batch_too_large",
+                "detail": f"{len(pixels)} images; at most {self.max_batch} per request",
+            }
+        probs = self.sessions[model].run(
+            ["probabilities"], {"pixels": pixels.astype(np.float32)[:, None]}
+        )[0]
+        return 200, {
+            "model": model,
+            "count": len(probs),
+            "class_names": list(CLASS_NAMES),
+            "class_index": probs.argmax(1).tolist(),
+            "confidence": probs.max(1).tolist(),
+            "probabilities": probs.tolist(),
+        }
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, so connection reuse is visible
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def reply(self, status: int, body: dict[str, Any]) -> None:
+                raw = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                with fake.lock:
+                    fake.client_ports.add(self.client_address[1])
+                if self.path == "/models":
+                    self.reply(200, fake.listing())
+                else:
+                    self.reply(404, {"error": "not_found", "detail": self.path})
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                with fake.lock:
+                    fake.client_ports.add(self.client_address[1])
+                    fake.npy_requests += 1
+                    fail = fake.fail_left > 0
+                    fake.fail_left -= fail
+                    fake.failed += fail
+                    fake.in_flight += 1
+                    fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
+                try:
+                    if fake.hang is not None:
+                        fake.hang.set()
+                        fake.release.wait(30)
+                    time.sleep(fake.delay)
+                    if fail:
+                        self.reply(503, {"error": "overloaded", "detail": "try again"})
+                    elif self.path != "/classify_npy":
+                        self.reply(404, {"error": "not_found", "detail": self.path})
+                    else:
+                        self.reply(
+                            *fake.classify(split_multipart(body, self.headers["Content-Type"]))
+                        )
+                finally:
+                    with fake.lock:
+                        fake.in_flight -= 1
+
+        return Handler
+
+    def __enter__(self) -> FakeService:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def fake_service(onnx_models: dict[str, Path]) -> Iterator[Callable[..., FakeService]]:
+    """Start FakeService(onnx_models, **options) servers; all stop at teardown."""
+    started: list[FakeService] = []
+
+    def start(**options: Any) -> FakeService:
+        service = FakeService(onnx_models, **options).__enter__()
+        started.append(service)
+        return service
+
+    yield start
+    for service in started:
+        service.__exit__(None, None, None)
+
+
+@pytest.fixture
+def dead_url() -> str:
+    """A loopback URL on which nothing listens (a port bound, then closed)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"

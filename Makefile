@@ -1,0 +1,45 @@
+# One entry point for every job. `make help` lists them.
+#   make all    set up, train (or reuse) both models, export, figures, serve, evaluate
+#   make test   set up, then the whole test suite (what CI runs)
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PY := .venv/bin/python
+ARTIFACTS ?= artifacts
+RESULTS ?= docs/results
+PORT ?= 3000
+
+.PHONY: help setup all train export report import-models serve evaluate test test-fast lint \
+        bench-train bench-serve loadtest loadtest-short soak container-smoke clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+setup:  ## virtual environment + dependencies + dataset (idempotent)
+	@bash scripts/setup.sh
+
+all: setup  ## the main job: train, export, report, then serve and evaluate end to end
+	@bash scripts/main.sh
+
+train: setup  ## train both models with the study's settings (resumes; reuses finished runs)
+	$(PY) -m training.train --out $(ARTIFACTS)
+
+export: setup  ## export both models to ONNX with the PyTorch parity check
+	$(PY) -m training.export --out $(ARTIFACTS)
+
+report: setup  ## training figures and the summary table into docs/results
+	$(PY) -m training.report --artifacts $(ARTIFACTS) --out $(RESULTS)
+
+test: setup  ## the whole test suite, slow tests included (what CI runs)
+	$(PY) -m pytest -q
+
+test-fast: setup  ## the tests not marked slow
+	$(PY) -m pytest -q -m "not slow"
+
+lint: setup  ## ruff lint + format check
+	.venv/bin/ruff check . && .venv/bin/ruff format --check .
+
+bench-train: setup  ## training images/s: plain loop vs the project's step
+	$(PY) benchmarks/train_throughput.py --compile
+
+clean:  ## remove build outputs (keeps artifacts/ and the venv)
+	rm -rf reports build .pytest_cache .ruff_cache

@@ -1,0 +1,112 @@
+"""The load test's summary as a Markdown table and a latency-versus-throughput plot.
+
+python -m loadtests.report reports/loadtest/summary.json   # rewrite summary.md + PNG
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from loadtests.thresholds import AGGREGATED, SINGLE_NAME
+
+log = logging.getLogger(__name__)
+PLOT_NAME = "latency_vs_throughput.png"
+
+
+def _ms(value: float) -> str:
+    return "n/a" if value != value else f"{value:.0f}"  # NaN: no requests in that row
+
+
+def markdown_table(summary: dict[str, Any]) -> str:
+    """One line per user count: client-side figures, then the server's own."""
+    lines = [
+        "| users | requests/s | images/s (server) | /classify p50 / p95 / p99 ms "
+        "| all requests p99 ms | error rate | mean batch (server) | mean inference ms (server) |",
+        "|---:|---:|---:|---|---:|---:|---:|---:|",
+    ]
+    for run in summary["runs"]:
+        rows, server = run["rows"], run["server"]
+        total = rows[AGGREGATED]
+        single = rows.get(
+            SINGLE_NAME, {"p50": float("nan"), "p95": float("nan"), "p99": float("nan")}
+        )
+        duration = total["requests"] / total["rps"] if total["rps"] else 0.0
+        images_per_s = server["images"] / duration if duration else 0.0
+        error_rate = total["failures"] / total["requests"] if total["requests"] else 0.0
+        lines.append(
+            f"| {run['users']} | {total['rps']:.1f} | {images_per_s:.0f} | "
+            f"{_ms(single['p50'])} / {_ms(single['p95'])} / {_ms(single['p99'])} | "
+            f"{_ms(total['p99'])} | {error_rate:.2%} | {server['mean_batch']:.1f} | "
+            f"{server['mean_inference_ms']:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot_latency_vs_throughput(summary: dict[str, Any], path: Path) -> Path | None:
+    """Single-image p50/p95/p99 against total requests/s, one point per user count."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.warning("matplotlib is not installed; no %s", path.name)
+        return None
+    runs = [r for r in summary["runs"] if SINGLE_NAME in r["rows"]]
+    if not runs:
+        return None
+    rps = [r["rows"][AGGREGATED]["rps"] for r in runs]
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for key, style in (("p50", "o-"), ("p95", "s--"), ("p99", "^-")):
+        ax.plot(rps, [r["rows"][SINGLE_NAME][key] for r in runs], style, label=f"{key}")
+    for r, x in zip(runs, rps, strict=True):
+        ax.annotate(
+            f"{r['users']} users",
+            (x, r["rows"][SINGLE_NAME]["p99"]),
+            textcoords="offset points",
+            xytext=(4, 6),
+            fontsize=8,
+        )
+    ax.set_xlabel("throughput, all requests [requests/s]")
+    ax.set_ylabel("single-image latency (POST /classify) [ms]")
+    ax.set_yscale("log")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(title="percentile")
+    ax.set_title("Latency versus throughput (locust, closed loop)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_report(summary: dict[str, Any], out: Path) -> None:
+    env = summary.get("environment", {})
+    header = (
+        f"Load test of {summary.get('started', '?')}: {env.get('cpu', '?')}, "
+        f"{env.get('cores', '?')} cores; versions {env.get('versions', {})}; "
+        f"settings {env.get('settings', {}) or 'defaults'}; "
+        f"training job running: {env.get('training_job_running', '?')}; "
+        f"locust args {summary.get('locust_args') or 'defaults'}.\n\n"
+    )
+    (out / "summary.md").write_text(header + markdown_table(summary))
+    plot_latency_vs_throughput(summary, out / PLOT_NAME)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 1:
+        print("usage: python -m loadtests.report SUMMARY_JSON", file=sys.stderr)
+        return 2
+    path = Path(args[0])
+    write_report(json.loads(path.read_text()), path.parent)
+    print((path.parent / "summary.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

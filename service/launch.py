@@ -1,0 +1,93 @@
+"""Start ``bentoml serve`` in a subprocess on loopback and wait until it is ready.
+
+Used by the slow tests and benchmarks/serve_throughput.py; not needed to run the service.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+SERVICE = "service.service:FashionMNISTService"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """Poll ``url`` until it answers 200; fail early if the server process died."""
+    deadline = time.monotonic() + timeout_s
+    attempt = 0
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with code {proc.returncode} before {url} was ready")
+        attempt += 1
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    log.info("%s ready after %d polls", url, attempt)
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.25)
+    raise TimeoutError(f"{url} not ready within {timeout_s:.0f}s ({attempt} polls)")
+
+
+@contextlib.contextmanager
+def bentoml_server(
+    env: Mapping[str, str],
+    target: str = SERVICE,
+    port: int | None = None,
+    log_path: Path | None = None,
+    ready_timeout_s: float = 90.0,
+    ready_path: str = "/readyz",
+    cwd: Path = REPO_ROOT,
+) -> Iterator[str]:
+    """``bentoml serve target`` on 127.0.0.1 with ``env`` added; yields the base URL."""
+    port = port or free_port()
+    full_env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", **env}
+    cmd = [
+        sys.executable,
+        "-m",
+        "bentoml",
+        "serve",
+        target,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    out = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    proc = subprocess.Popen(
+        cmd, cwd=cwd, env=full_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url + ready_path, proc, ready_timeout_s)
+        yield url
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)  # the arbiter and its workers, nothing else
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        if log_path:
+            out.close()  # type: ignore[union-attr]

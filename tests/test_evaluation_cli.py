@@ -1,0 +1,269 @@
+"""``fmnist-eval`` end to end: exit codes, one-line errors, Ctrl-C, and the report it writes.
+
+The slow tests run the CLI against the ``fake_service`` fixture (conftest.py), a real HTTP
+server on 127.0.0.1 that speaks docs/api.md with onnxruntime answers from the fixture models.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from evaluation import cli
+from fmnist.dataset import load_test_set
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def onnx_dir(onnx_models: dict[str, Path]) -> Path:
+    return onnx_models["baseline"].parent
+
+
+def cli_args(url: str, out: Path, data_dir: Path, onnx_dir: Path, *extra: str) -> list[str]:
+    return [
+        "--url",
+        url,
+        "--out",
+        str(out),
+        "--data-dir",
+        str(data_dir),
+        "--onnx-dir",
+        str(onnx_dir),
+        "--no-verify",
+        "--no-progress",
+        "--retries",
+        "4",
+        "--backoff",
+        "0.01",
+        *extra,
+    ]
+
+
+def test_cli_reports_an_unreachable_service_in_one_line(
+    dead_url: str, synthetic_data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "report"
+    rc = cli.main(cli_args(dead_url, out, synthetic_data_dir, tmp_path, "--retries", "2"))
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert err.count("\n") == 1 and "unavailable" in err and dead_url in err
+    assert "failed 2 times" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_reports_a_missing_dataset_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "r"
+    rc = cli.main(["--url", "http://127.0.0.1:9", "--out", str(out), "--data-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.count("\n") == 1 and "t10k-images-idx3-ubyte" in err
+    assert not out.exists()
+
+
+def test_cli_rejects_a_zero_batch_size(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--url", "http://x", "--out", str(tmp_path / "r"), "--batch-size", "0"])
+    assert info.value.code == 2
+    assert "--batch-size must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_evaluation_imports_neither_torch_nor_bentoml() -> None:
+    code = (
+        "import evaluation.cli, evaluation.report, evaluation.plots, sys; "
+        "bad = [m for m in ('torch', 'bentoml') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, timeout=120)
+
+
+@pytest.mark.slow
+def test_cli_end_to_end_writes_a_complete_report(
+    fake_service: Any,
+    onnx_models: dict[str, Path],
+    onnx_dir: Path,
+    synthetic_data_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    split = load_test_set(synthetic_data_dir, verify=False)
+    images, labels = split.images, split.labels
+    out = tmp_path / "eval"
+    svc = fake_service(fail_first=2)
+    rc = cli.main(cli_args(svc.url, out, synthetic_data_dir, onnx_dir, "--batch-size", "64"))
+    assert rc == 0, capsys.readouterr().err
+    assert svc.failed == 2
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [
+            "report.html",
+            "report.md",
+            "metrics.json",
+            "predictions.csv",
+            "per_class_accuracy.png",
+            "reliability.png",
+            "confusion_baseline.png",
+            "confusion_deeper.png",
+            "mistakes_baseline.png",
+            "mistakes_deeper.png",
+            "confused_pairs_baseline.png",
+            "confused_pairs_deeper.png",
+        ]
+    )
+    assert [p.name for p in tmp_path.iterdir()] == ["eval"]  # no temporary folder left
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["dataset"] == {
+        "folder": str(synthetic_data_dir),
+        "images": 200,
+        "official": False,
+        "limit": None,
+    }
+    preds = {}
+    for name, path in onnx_models.items():
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        probs = sess.run(["probabilities"], {"pixels": images.astype(np.float32)[:, None]})[0]
+        preds[name] = probs.argmax(1)
+        m = metrics["models"][name]
+        assert m["metrics"]["accuracy"]["estimate"] == pytest.approx(
+            float(np.mean(preds[name] == labels))
+        )
+        assert m["metrics"]["images"] == 200
+        assert sum(map(sum, m["metrics"]["confusion"])) == 200
+        assert m["serving_skew"]["ok"] is True and m["serving_skew"]["same_file"] is True
+        assert m["serving_skew"]["argmax_mismatches"] == 0
+        assert m["served_model"]["test_accuracy"] == pytest.approx(0.1)
+    (pair,) = metrics["comparisons"]
+    only_baseline = (preds["baseline"] == labels) & (preds["deeper"] != labels)
+    assert pair["only_a"] == int(np.sum(only_baseline))
+    assert pair["agreement"] == pytest.approx(float(np.mean(preds["baseline"] == preds["deeper"])))
+
+    rows = (out / "predictions.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 * 200
+    assert rows[0].split(",")[:7] == [
+        "index",
+        "model",
+        "true",
+        "true_name",
+        "predicted",
+        "predicted_name",
+        "confidence",
+    ]
+    assert rows[1].startswith(f"0,baseline,{labels[0]},")
+
+    html = (out / "report.html").read_text()
+    for heading in (
+        "Summary",
+        "Headline",
+        "Against the study",
+        "Do the models perform the same?",
+        "Per class",
+        "Calibration",
+        "Serving skew",
+        "Confusions and mistakes",
+    ):
+        assert f"<h2>{heading}</h2>" in html
+    assert html.count('src="data:image/png;base64,') == 8
+    assert '.png"' not in html  # self-contained: no link to a file next to it
+    assert "not the official Fashion-MNIST test set" in html
+    assert "McNemar" in html and "92.23%" in html
+    md = (out / "report.md").read_text()
+    assert "## Serving skew" in md and "](reliability.png)" in md
+    stdout = capsys.readouterr().out
+    assert "baseline: accuracy" in stdout and "McNemar p =" in stdout
+
+
+@pytest.mark.slow
+def test_cli_stops_at_a_4xx_and_writes_nothing(
+    fake_service: Any,
+    onnx_dir: Path,
+    synthetic_data_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    svc = fake_service(max_batch=50)
+    rc = cli.main(cli_args(svc.url, tmp_path / "eval", synthetic_data_dir, onnx_dir))
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert err.count("\n") == 1 and "HTTP 413: batch_too_large" in err and "at most 50" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_cli_names_the_served_models_when_asked_for_another(
+    fake_service: Any,
+    onnx_dir: Path,
+    synthetic_data_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    svc = fake_service()
+    args = cli_args(
+        svc.url, tmp_path / "eval", synthetic_data_dir, onnx_dir, "--models", "baseline", "huge"
+    )
+    assert cli.main(args) == 1
+    assert "does not serve huge; it offers baseline, deeper" in capsys.readouterr().err
+    assert svc.npy_requests == 0
+
+
+@pytest.mark.slow
+def test_ctrl_c_exits_130_without_a_report(
+    fake_service: Any, onnx_dir: Path, synthetic_data_dir: Path, tmp_path: Path
+) -> None:
+    svc = fake_service(hang=True)
+    args = cli_args(svc.url, tmp_path / "eval", synthetic_data_dir, onnx_dir)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "evaluation.cli", *args],
+        cwd=REPO,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert svc.hang.wait(60), "the CLI never sent a batch"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 130, err
+    assert "interrupted; no report written" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_cli_limit_and_single_model(
+    fake_service: Any, onnx_dir: Path, synthetic_data_dir: Path, tmp_path: Path
+) -> None:
+    svc = fake_service()
+    out = tmp_path / "eval"
+    args = cli_args(
+        svc.url,
+        out,
+        synthetic_data_dir,
+        onnx_dir,
+        "--models",
+        "deeper",
+        "--limit",
+        "30",
+        "--batch-size",
+        "7",
+    )
+    assert cli.main(args) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert list(metrics["models"]) == ["deeper"] and metrics["comparisons"] == []
+    assert metrics["dataset"]["images"] == 30 and metrics["dataset"]["limit"] == 30
+    assert metrics["models"]["deeper"]["throughput"]["requests"] == 5  # ceil(30 / 7)
+    assert svc.npy_requests == 5
+    assert "Only the first 30 test images" in (out / "report.md").read_text()

@@ -1,0 +1,164 @@
+"""The evaluation HTTP client: retries, 4xx, contract checks, concurrency.
+
+Fast tests use a closed loopback port or httpx's MockTransport; the slow ones talk to the
+``fake_service`` fixture (conftest.py), a real threaded HTTP server speaking docs/api.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from evaluation.client import (
+    RetryPolicy,
+    ServedPredictions,
+    ServiceClient,
+    ServiceError,
+    ServiceUnavailable,
+)
+from fmnist.dataset import CLASS_NAMES, load_test_set
+
+FAST_RETRY = RetryPolicy(attempts=4, backoff=0.01, max_backoff=0.02)
+
+
+def run_predict(url: str, images: np.ndarray, model: str, **options: Any) -> ServedPredictions:
+    batch_size = options.pop("batch_size")
+
+    async def go() -> ServedPredictions:
+        async with ServiceClient(url, **options) as client:
+            await client.list_models()
+            return await client.predict(images, model, batch_size=batch_size, progress=False)
+
+    return asyncio.run(go())
+
+
+@pytest.fixture(scope="module")
+def images(synthetic_data_dir: Path) -> np.ndarray:
+    return load_test_set(synthetic_data_dir, verify=False).images
+
+
+def test_client_gives_up_on_a_closed_port_after_bounded_retries(dead_url: str) -> None:
+    async def go() -> None:
+        async with ServiceClient(dead_url, retry=RetryPolicy(3, 0.01, 0.01)) as client:
+            await client.list_models()
+
+    began = time.perf_counter()
+    with pytest.raises(ServiceUnavailable, match=r"GET /models failed 3 times.*Connect"):
+        asyncio.run(go())
+    assert time.perf_counter() - began < 2.0
+
+
+def test_client_gives_up_on_a_service_that_stays_overloaded() -> None:
+    calls = []
+
+    def overloaded(request: httpx.Request) -> httpx.Response:
+        calls.append(time.perf_counter())
+        headers = {"Retry-After": "0.3"} if len(calls) == 1 else {}
+        body = {"error": "overloaded", "detail": "try again"}
+        return httpx.Response(503, json=body, headers=headers)
+
+    async def go() -> None:
+        transport = httpx.MockTransport(overloaded)
+        async with ServiceClient(
+            "http://svc", retry=RetryPolicy(3, 0.01, 1.0), transport=transport
+        ) as client:
+            await client.list_models()
+
+    with pytest.raises(ServiceUnavailable, match="failed 3 times, last: HTTP 503 overloaded: try"):
+        asyncio.run(go())
+    assert len(calls) == 3
+    assert calls[1] - calls[0] >= 0.3  # Retry-After honoured
+    assert calls[2] - calls[1] < 0.3  # then back to the policy's own (short) backoff
+
+
+def test_client_rejects_an_answer_with_another_class_order() -> None:
+    """Scoring against a reordered label list would be silently wrong: it must stop."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200,
+            json={
+                "model": "baseline",
+                "count": 1,
+                "class_names": list(reversed(CLASS_NAMES)),
+                "class_index": [0],
+                "confidence": [1.0],
+                "probabilities": [[1.0] + [0.0] * 9],
+            },
+        )
+
+    async def go() -> None:
+        async with ServiceClient("http://svc", transport=httpx.MockTransport(answer)) as c:
+            await c.classify_npy(np.zeros((1, 28, 28), np.uint8), "baseline")
+
+    with pytest.raises(ServiceError, match="class_names"):
+        asyncio.run(go())
+
+
+def test_client_rejects_a_short_answer() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200,
+            json={
+                "model": "baseline",
+                "count": 1,
+                "class_names": list(CLASS_NAMES),
+                "class_index": [0],
+                "confidence": [1.0],
+                "probabilities": [[0.1] * 10],
+            },
+        )
+
+    async def go() -> None:
+        async with ServiceClient("http://svc", transport=httpx.MockTransport(answer)) as c:
+            await c.classify_npy(np.zeros((2, 28, 28), np.uint8), "baseline")
+
+    with pytest.raises(ServiceError, match=r"shapes class_index \(1,\)"):
+        asyncio.run(go())
+
+
+@pytest.mark.slow
+def test_client_recovers_after_two_503s_and_matches_onnxruntime(
+    fake_service: Any, onnx_models: dict[str, Path], images: np.ndarray
+) -> None:
+    svc = fake_service(fail_first=2)
+    served = run_predict(svc.url, images, "deeper", batch_size=64, retry=FAST_RETRY, concurrency=2)
+    assert svc.failed == 2
+    assert svc.npy_requests == 4 + 2  # 200 images in 64-image batches, plus two 503s
+    sess = ort.InferenceSession(str(onnx_models["deeper"]), providers=["CPUExecutionProvider"])
+    expected = sess.run(["probabilities"], {"pixels": images.astype(np.float32)[:, None]})[0]
+    np.testing.assert_array_equal(served.class_index, expected.argmax(1))
+    np.testing.assert_allclose(served.probabilities, expected, atol=1e-6)
+    np.testing.assert_allclose(served.confidence, expected.max(1), atol=1e-6)
+    assert served.requests == 4 and served.model == "deeper"
+
+
+@pytest.mark.slow
+def test_client_bounds_concurrency_and_reuses_connections(
+    fake_service: Any, images: np.ndarray
+) -> None:
+    svc = fake_service(delay=0.05)
+    run_predict(svc.url, images, "baseline", batch_size=20, concurrency=3)
+    assert svc.npy_requests == 10
+    assert svc.max_in_flight == 3
+    assert len(svc.client_ports) <= 3  # keep-alive: 11 requests over at most 3 connections
+
+
+@pytest.mark.slow
+def test_client_stops_at_a_4xx_with_the_servers_message(
+    fake_service: Any, images: np.ndarray
+) -> None:
+    svc = fake_service(max_batch=50)
+    with pytest.raises(ServiceError) as info:
+        run_predict(svc.url, images, "baseline", batch_size=100, retry=FAST_RETRY, concurrency=2)
+    assert info.value.status == 413 and info.value.reason == "batch_too_large"
+    assert "at most 50 per request" in str(info.value)
+    assert not isinstance(info.value, ServiceUnavailable)
+    assert svc.npy_requests <= 2  # no retries of a client mistake

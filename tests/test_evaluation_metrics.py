@@ -1,0 +1,189 @@
+"""Evaluation metrics against cases small enough to compute by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from evaluation.metrics import (
+    accuracy_ci,
+    compare_models,
+    confusion,
+    mcnemar_exact,
+    model_metrics,
+    most_confused_pairs,
+    negative_log_likelihood,
+    per_class_scores,
+    reliability,
+    serving_skew,
+    top_k_accuracy,
+)
+
+# 3 classes, 9 images. Row = true, column = predicted:
+#   [[2, 1, 0],
+#    [0, 1, 1],
+#    [1, 0, 3]]
+Y_TRUE = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2])
+Y_PRED = np.array([0, 0, 1, 1, 2, 2, 2, 2, 0])
+
+
+def test_confusion_matrix_of_the_toy_case() -> None:
+    cm = confusion(Y_TRUE, Y_PRED, n_classes=3)
+    assert cm.tolist() == [[2, 1, 0], [0, 1, 1], [1, 0, 3]]
+
+
+def test_per_class_scores_of_the_toy_case() -> None:
+    scores = per_class_scores(Y_TRUE, Y_PRED, names=("a", "b", "c"))
+    # class a: 2 of 3 right; predicted a 3 times (images 0, 1, 8), 2 of them right.
+    assert [s.support for s in scores] == [3, 2, 4]
+    assert [s.accuracy for s in scores] == pytest.approx([2 / 3, 1 / 2, 3 / 4])
+    assert [s.recall for s in scores] == pytest.approx([2 / 3, 1 / 2, 3 / 4])
+    assert [s.precision for s in scores] == pytest.approx([2 / 3, 1 / 2, 3 / 4])
+    assert [s.f1 for s in scores] == pytest.approx([2 / 3, 1 / 2, 3 / 4])
+
+
+def test_per_class_scores_when_precision_and_recall_differ() -> None:
+    y_true = np.array([0, 0, 0, 0, 1, 1])
+    y_pred = np.array([0, 0, 0, 1, 1, 1])
+    a, b = per_class_scores(y_true, y_pred, names=("a", "b"))
+    assert (a.precision, a.recall) == pytest.approx((1.0, 0.75))
+    assert (b.precision, b.recall) == pytest.approx((2 / 3, 1.0))
+    assert a.f1 == pytest.approx(2 * 0.75 / 1.75)
+
+
+def test_most_confused_pairs_orders_by_count_then_index() -> None:
+    cm = np.array([[50, 7, 0], [2, 40, 7], [9, 0, 30]])
+    pairs = most_confused_pairs(cm, top=3)
+    assert [(p.true, p.predicted, p.count) for p in pairs] == [(2, 0, 9), (0, 1, 7), (1, 2, 7)]
+    assert pairs[0].share_of_true == pytest.approx(9 / 39)
+    # Only four non-zero off-diagonal cells exist: asking for more returns just those.
+    assert len(most_confused_pairs(cm, top=10)) == 4
+
+
+def test_ece_on_a_case_computed_by_hand() -> None:
+    # 15 bins of width 1/15. 0.95 → bin 14, 0.55 → bin 8, 0.30 → bin 4.
+    # bin 14: 2 images, accuracy 0.5, confidence 0.95 → |gap| 0.45, weight 2/5
+    # bin 8:  2 images, accuracy 1.0, confidence 0.55 → |gap| 0.45, weight 2/5
+    # bin 4:  1 image,  accuracy 0.0, confidence 0.30 → |gap| 0.30, weight 1/5
+    # ECE = 0.18 + 0.18 + 0.06 = 0.42
+    y_true = np.array([1, 1, 2, 2, 3])
+    y_pred = np.array([1, 0, 2, 2, 0])
+    conf = np.array([0.95, 0.95, 0.55, 0.55, 0.30])
+    rel = reliability(y_true, y_pred, conf, bins=15)
+    assert rel.ece == pytest.approx(0.42)
+    assert rel.counts[14] == 2 and rel.counts[8] == 2 and rel.counts[4] == 1
+    assert sum(rel.counts) == 5
+    assert rel.accuracy[14] == pytest.approx(0.5) and rel.confidence[8] == pytest.approx(0.55)
+    assert rel.accuracy[0] is None and rel.confidence[0] is None  # empty bin
+    assert len(rel.edges) == 16 and rel.edges[0] == 0.0 and rel.edges[-1] == 1.0
+
+
+def test_ece_bins_are_right_closed_and_cover_zero_and_one() -> None:
+    rel = reliability(np.zeros(3, int), np.zeros(3, int), np.array([0.0, 0.5, 1.0]), bins=2)
+    assert rel.counts == [2, 1]  # 0.0 and 0.5 in (0, 0.5] (0 folded in), 1.0 in (0.5, 1]
+    assert rel.ece == pytest.approx(2 / 3 * (1 - 0.25) + 1 / 3 * 0.0)
+
+
+def test_perfect_calibration_has_zero_ece() -> None:
+    rel = reliability(np.array([0, 0, 0, 0]), np.array([0, 0, 1, 1]), np.full(4, 0.5))
+    assert rel.ece == pytest.approx(0.0)
+
+
+def test_nll_by_hand_and_clipping() -> None:
+    probs = np.array([[0.5, 0.5], [0.25, 0.75]])
+    assert negative_log_likelihood(np.array([0, 1]), probs) == pytest.approx(
+        -(math.log(0.5) + math.log(0.75)) / 2
+    )
+    zero = np.array([[1.0, 0.0]])
+    assert negative_log_likelihood(np.array([1]), zero) == pytest.approx(-math.log(1e-12))
+
+
+def test_top2_accuracy_by_hand() -> None:
+    probs = np.array([[0.6, 0.3, 0.1], [0.2, 0.5, 0.3], [0.7, 0.2, 0.1]])
+    # image 0: true 1 is 2nd → hit; image 1: true 0 is 3rd → miss; image 2: true 0 is 1st → hit
+    assert top_k_accuracy(np.array([1, 0, 0]), probs, k=2) == pytest.approx(2 / 3)
+
+
+def test_mcnemar_on_a_known_table() -> None:
+    # 10 vs 2 discordant pairs: p = 2 · P(X ≤ 2 | n=12, ½) = 2 · (1 + 12 + 66) / 4096
+    assert mcnemar_exact(10, 2) == pytest.approx(158 / 4096)
+    assert mcnemar_exact(2, 10) == pytest.approx(158 / 4096)
+    assert mcnemar_exact(5, 5) == pytest.approx(1.0)
+    assert mcnemar_exact(0, 0) == 1.0  # no discordant pair: no evidence of a difference
+
+
+def test_compare_models_builds_the_paired_table() -> None:
+    # 20 images of class 0: 5 both right, 10 only a right, 2 only b right, 3 both wrong
+    # (both wrong with the same class, so they agree there).
+    y = np.zeros(20, dtype=int)
+    a = np.array([0] * 5 + [0] * 10 + [1] * 2 + [3] * 3)
+    b = np.array([0] * 5 + [2] * 10 + [0] * 2 + [3] * 3)
+    c = compare_models("a", a, "b", b, y, seed=1)
+    assert (c.both_right, c.only_a, c.only_b, c.both_wrong) == (5, 10, 2, 3)
+    assert c.discordant == 12
+    assert c.p_value == pytest.approx(158 / 4096)
+    assert c.agreement == pytest.approx(8 / 20)
+    assert c.difference.estimate == pytest.approx((10 - 2) / 20)
+    assert c.difference.low <= c.difference.estimate <= c.difference.high
+    assert compare_models("a", a, "b", b, y, seed=1) == c  # seeded: same interval
+
+
+def test_accuracy_ci_contains_the_estimate_and_is_seeded() -> None:
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 10, 10_000)
+    pred = np.where(rng.random(10_000) < 0.9, y, (y + 1) % 10)
+    ci = accuracy_ci(y, pred, seed=7)
+    assert ci.estimate == pytest.approx(float(np.mean(y == pred)))
+    assert ci.low < ci.estimate < ci.high
+    assert accuracy_ci(y, pred, seed=7) == ci
+    # Close to the normal approximation: half-width 1.96 · sqrt(p(1-p)/n) ≈ 0.59 pp.
+    half = 1.96 * math.sqrt(ci.estimate * (1 - ci.estimate) / len(y))
+    assert (ci.high - ci.low) / 2 == pytest.approx(half, rel=0.1)
+
+
+def test_binomial_bootstrap_matches_resampling_images() -> None:
+    """The shortcut (one binomial draw per resample) is the index-resampling bootstrap."""
+    rng = np.random.default_rng(0)
+    correct = rng.random(400) < 0.8
+    y, pred = np.zeros(400, int), np.where(correct, 0, 1)
+    brute = np.random.default_rng(1).integers(0, 400, size=(20_000, 400))
+    brute_q = np.quantile(correct[brute].mean(axis=1), [0.025, 0.975])
+    ci = accuracy_ci(y, pred, resamples=20_000, seed=2)
+    assert ci.low == pytest.approx(brute_q[0], abs=0.006)
+    assert ci.high == pytest.approx(brute_q[1], abs=0.006)
+
+
+def test_accuracy_ci_rejects_an_empty_set() -> None:
+    with pytest.raises(ValueError, match="empty"):
+        accuracy_ci(np.array([]), np.array([]))
+
+
+def test_serving_skew_counts_mismatches_and_file_identity() -> None:
+    local = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
+    same = serving_skew(np.array([0, 1, 0]), local + 1e-7, local, "abc", "abc")
+    assert same.ok and same.same_file is True and same.argmax_mismatches == 0
+    assert same.max_abs_prob_diff == pytest.approx(1e-7)
+    off = serving_skew(np.array([0, 1, 1]), local[:, ::-1], local, "abc", "def")
+    assert not off.ok and off.same_file is False and off.argmax_mismatches == 1
+    assert off.max_abs_prob_diff == pytest.approx(0.8)
+    assert serving_skew(np.array([0]), local[:1], local[:1], None, "x").same_file is None
+
+
+def test_model_metrics_ties_everything_together() -> None:
+    y = np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9] * 3)
+    pred = y.copy()
+    pred[[6, 16]] = 0  # two Shirts called T-shirt/top
+    probs = np.full((30, 10), 0.02)
+    probs[np.arange(30), pred] = 0.82
+    probs[[6, 16], 6] = 0.1  # the true class is the runner-up in both mistakes
+    m = model_metrics(y, pred, probs.max(axis=1), probs)
+    assert m.images == 30
+    assert m.accuracy.estimate == pytest.approx(28 / 30)
+    assert m.hardest_class().name == "Shirt" and m.hardest_class().accuracy == pytest.approx(1 / 3)
+    assert m.confused_pairs[0].true == 6 and m.confused_pairs[0].predicted == 0
+    assert m.confused_pairs[0].count == 2 and len(m.confused_pairs) == 1
+    assert m.top2_accuracy == pytest.approx(1.0)
+    assert m.ece == pytest.approx(abs(28 / 30 - 0.82))
+    assert m.to_dict()["confusion"][6][0] == 2

@@ -1,0 +1,190 @@
+"""Report rendering, the atomic folder swap, and the verdict texts (no server needed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from evaluation.client import ServedPredictions, parse_listing
+from evaluation.document import Bullets, Document, Image, Section, Table, to_html, to_markdown
+from evaluation.metrics import compare_models, model_metrics, serving_skew
+from evaluation.report import ReportError, write_atomically, write_report
+from evaluation.report_text import verdict
+from evaluation.results import DatasetInfo, Evaluation, ModelResult
+
+PNG_1PX = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d4944415478da63f8ffff3f0005fe02fea7d6a4f80000000049454e44ae426082"
+)
+
+
+def test_markdown_and_html_say_the_same_things(tmp_path: Path) -> None:
+    (tmp_path / "fig.png").write_bytes(PNG_1PX)
+    doc = Document(
+        "T",
+        [
+            Section(
+                "S",
+                [
+                    "plain **bold** <script>",
+                    Table(["a|b", "c"], [["1", "2"]], "cap"),
+                    Bullets(["x", "y"]),
+                    Image("fig.png", "a figure"),
+                ],
+            )
+        ],
+    )
+    md = to_markdown(doc)
+    assert md.startswith("# T\n\n## S\n\nplain **bold** <script>\n")
+    assert "| a\\|b | c |\n|---|---|\n| 1 | 2 |" in md
+    assert "- x\n- y" in md and "![a figure](fig.png)" in md
+    html = to_html(doc, tmp_path)
+    assert "plain <strong>bold</strong> &lt;script&gt;" in html and "<script>" not in html
+    assert "<th>a|b</th>" in html and "<caption>cap</caption>" in html
+    assert "<li>x</li><li>y</li>" in html
+    assert 'src="data:image/png;base64,iVBORw0KGgo' in html and "fig.png" not in html
+
+
+def test_write_atomically_leaves_nothing_when_filling_fails(tmp_path: Path) -> None:
+    def fill(folder: Path) -> None:
+        (folder / "report.html").write_text("half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_atomically(tmp_path / "out", fill)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_atomically_replaces_an_earlier_report_only(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+
+    def fill(text: str):  # noqa: ANN202
+        def write(folder: Path) -> None:
+            (folder / "metrics.json").write_text(json.dumps({"generator": "fmnist-eval"}))
+            (folder / "note").write_text(text)
+
+        return write
+
+    write_atomically(out, fill("first"))
+    write_atomically(out, fill("second"))
+    assert (out / "note").read_text() == "second"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # old copy removed
+    assert out.stat().st_mode & 0o777 == 0o755
+
+    precious = tmp_path / "home"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("do not delete")
+    with pytest.raises(ReportError, match="not an earlier evaluation report"):
+        write_atomically(precious, fill("third"))
+    assert (precious / "thesis.tex").read_text() == "do not delete"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "out"]
+
+
+def _served(name: str, labels: np.ndarray, accuracy: float, seed: int) -> ServedPredictions:
+    rng = np.random.default_rng(seed)
+    pred = np.where(rng.random(len(labels)) < accuracy, labels, (labels + 6) % 10)
+    probs = rng.dirichlet(np.ones(10), len(labels)) * 0.3
+    probs[np.arange(len(labels)), pred] += 0.7
+    return ServedPredictions(name, pred, probs.max(1), probs, 0.5, 3)
+
+
+def _evaluation(n: int = 300, official: bool = True) -> Evaluation:
+    rng = np.random.default_rng(0)
+    labels = np.arange(n) % 10
+    images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+    listing = parse_listing(
+        {
+            "models": [
+                {
+                    "name": "baseline",
+                    "parameters": 421642,
+                    "test_accuracy": 0.9,
+                    "metadata": {"training_config": json.dumps({"epochs": 20})},
+                    "sha256": "aa",
+                },
+                {
+                    "name": "deeper",
+                    "parameters": 1701130,
+                    "test_accuracy": 0.5,
+                    "metadata": {"training_config": {"epochs": 3}},
+                    "sha256": "bb",
+                },
+            ]
+        }
+    )
+    models = {}
+    for name, acc, seed in (("baseline", 0.9, 1), ("deeper", 0.5, 2)):
+        s = _served(name, labels, acc, seed)
+        skew = serving_skew(s.class_index, s.probabilities, s.probabilities, "aa", "aa")
+        models[name] = ModelResult(
+            name,
+            s,
+            model_metrics(labels, s.class_index, s.confidence, s.probabilities),
+            listing.models[name],
+            skew if name == "baseline" else None,
+            "" if name == "baseline" else "no local ONNX file x/deeper.onnx",
+        )
+    comparison = compare_models(
+        "baseline",
+        models["baseline"].served.class_index,
+        "deeper",
+        models["deeper"].served.class_index,
+        labels,
+    )
+    return Evaluation(
+        "http://svc",
+        DatasetInfo("/data", n, official, None),
+        images,
+        labels,
+        models,
+        [comparison],
+        "2026-01-01T00:00:00+00:00",
+        "fmnist-eval ...",
+    )
+
+
+def test_write_report_produces_every_file_and_section(tmp_path: Path) -> None:
+    ev = _evaluation()
+    out = write_report(ev, tmp_path / "report")
+    names = {p.name for p in out.iterdir()}
+    assert {
+        "report.html",
+        "report.md",
+        "metrics.json",
+        "predictions.csv",
+        "reliability.png",
+        "per_class_accuracy.png",
+        "mistakes_deeper.png",
+    } <= names
+    md = (out / "report.md").read_text()
+    assert md.index("## Summary") < md.index("## Headline") < md.index("## Against the study")
+    assert "**The data do not support 'the two models perform the same'.** baseline" in md
+    assert "The served deeper was trained for 3 epoch(s); the study trained 20" in md
+    assert "served baseline was trained" not in md  # 20 epochs: nothing to say
+    assert "deeper: not checked (no local ONNX file x/deeper.onnx)" in md
+    assert "| baseline | yes | 300 | 0 | 0.00e+00 | 0.00e+00 | no skew |" in md
+    assert "not the official Fashion-MNIST test set" not in md
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["generator"] == "fmnist-eval"
+    assert metrics["models"]["deeper"]["serving_skew"] == {
+        "checked": False,
+        "why": "no local ONNX file x/deeper.onnx",
+    }
+    assert metrics["models"]["baseline"]["metrics"]["accuracy"]["estimate"] == pytest.approx(
+        float(np.mean(ev.models["baseline"].served.class_index == ev.labels))
+    )
+    assert metrics["comparisons"][0]["p_value"] < 1e-6
+    csv_rows = (out / "predictions.csv").read_text().splitlines()
+    assert len(csv_rows) == 1 + 2 * 300 and csv_rows[0].endswith(",p_Bag,p_Ankle boot")
+
+
+def test_verdict_when_the_data_cannot_tell_the_models_apart() -> None:
+    labels = np.zeros(100, dtype=int)
+    a = np.array([0] * 90 + [1] * 10)
+    b = np.array([0] * 85 + [1] * 5 + [0] * 5 + [1] * 5)  # 5 discordant pairs each way
+    text = verdict(compare_models("a", a, "b", b, labels, seed=0))
+    assert text.startswith("**The data are consistent with 'the two models perform the same'**")
+    assert "p = 1" in text and "not proof of equality" in text

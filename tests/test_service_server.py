@@ -1,0 +1,487 @@
+"""Against a real ``bentoml serve`` (2 workers, fixture models, 127.0.0.1, free port).
+
+One server per module: every bad input from issue #3 gets its 4xx and message, the server
+stays up and still answers a good request, and /metrics (merged over both workers) shows
+exactly what known requests did. A second test builds a Bento from the model store.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
+
+from service.launch import REPO_ROOT, bentoml_server
+from service.onnx_file import file_sha256
+
+pytestmark = pytest.mark.slow
+
+MAX_BATCH = 16
+MAX_BODY = 200_000
+CLASS_NAMES = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
+
+
+@pytest.fixture(scope="module")
+def server(onnx_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    home = tmp_path_factory.mktemp("bentoml-home")
+    env = {
+        "FMNIST_MODEL_DIR": str(onnx_models["baseline"].parent),
+        "FMNIST_WORKERS": "2",
+        "FMNIST_MAX_BATCH_SIZE": str(MAX_BATCH),
+        "FMNIST_MAX_BODY_BYTES": str(MAX_BODY),
+        "BENTOML_HOME": str(home),
+    }
+    with bentoml_server(env, log_path=home / "serve.log") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def client(server: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server, timeout=30) as c:
+        yield c
+
+
+def png(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array.astype(np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def npy(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
+
+
+GOOD_IMAGE = png(np.tile(np.arange(28, dtype=np.uint8) * 9, (28, 1)))
+NOISY_IMAGE = png(np.random.default_rng(7).integers(0, 256, (64, 64)))
+ONE = np.zeros((28, 28), dtype=int).tolist()
+
+
+def gif() -> bytes:
+    buf = io.BytesIO()
+    Image.new("L", (28, 28)).save(buf, format="GIF")
+    return buf.getvalue()
+
+
+# (name, method, path, httpx kwargs, status, reason, words the detail must contain)
+BAD_INPUTS = [
+    (
+        "corrupt image",
+        "/classify",
+        {"files": {"image": ("x.png", NOISY_IMAGE[: len(NOISY_IMAGE) // 2], "image/png")}},
+        400,
+        "corrupt_image",
+        "PNG, JPEG, WebP or BMP",
+    ),
+    (
+        "non-image bytes",
+        "/classify",
+        {"files": {"image": ("x.png", b"hello world", "image/png")}},
+        400,
+        "corrupt_image",
+        "not a readable image",
+    ),
+    (
+        "empty image file",
+        "/classify",
+        {"files": {"image": ("x.png", b"", "image/png")}},
+        400,
+        "empty_body",
+        "empty",
+    ),
+    (
+        "empty body",
+        "/classify",
+        {"content": b"", "headers": {"content-type": "multipart/form-data; boundary=x"}},
+        400,
+        "empty_body",
+        "empty",
+    ),
+    (
+        "gif image",
+        "/classify",
+        {"files": {"image": ("x.gif", gif(), "image/gif")}},
+        415,
+        "unsupported_image_format",
+        "GIF",
+    ),
+    (
+        "no image field",
+        "/classify",
+        {"files": {"picture": ("x.png", GOOD_IMAGE, "image/png")}},
+        400,
+        "missing_field",
+        "'image'",
+    ),
+    (
+        "wrong content type /classify",
+        "/classify",
+        {"json": {"image": "x"}},
+        415,
+        "wrong_content_type",
+        "multipart/form-data",
+    ),
+    (
+        "wrong content type /classify_batch",
+        "/classify_batch",
+        {"content": b"pixels", "headers": {"content-type": "text/plain"}},
+        415,
+        "wrong_content_type",
+        "application/json",
+    ),
+    (
+        "empty JSON body",
+        "/classify_batch",
+        {"content": b"", "headers": {"content-type": "application/json"}},
+        400,
+        "empty_body",
+        "empty",
+    ),
+    (
+        "invalid JSON",
+        "/classify_batch",
+        {"content": b"{oops", "headers": {"content-type": "application/json"}},
+        400,
+        "invalid_json",
+        "not valid JSON",
+    ),
+    (
+        "wrong shape",
+        "/classify_batch",
+        {"json": {"pixels": [[[0] * 27] * 28]}},
+        400,
+        "wrong_shape",
+        "[N, 28, 28]",
+    ),
+    (
+        "single image not in a list",
+        "/classify_batch",
+        {"json": {"pixels": ONE}},
+        400,
+        "wrong_shape",
+        "wrap a single image",
+    ),
+    (
+        "out of range",
+        "/classify_batch",
+        {"json": {"pixels": [[[300] * 28] * 28]}},
+        400,
+        "out_of_range",
+        "0-255",
+    ),
+    (
+        "negative",
+        "/classify_batch",
+        {"json": {"pixels": [[[-5] * 28] * 28]}},
+        400,
+        "out_of_range",
+        "0-255",
+    ),
+    (
+        "non-numbers",
+        "/classify_batch",
+        {"json": {"pixels": [[["x"] * 28] * 28]}},
+        400,
+        "not_a_number",
+        "numbers 0-255",
+    ),
+    (
+        "NaN",
+        "/classify_batch",
+        {"content": b'{"pixels": [[[NaN]]]}', "headers": {"content-type": "application/json"}},
+        400,
+        "not_a_number",
+        "NaN",
+    ),
+    ("empty batch", "/classify_batch", {"json": {"pixels": []}}, 400, "empty_batch", "N >= 1"),
+    (
+        "batch over limit (JSON)",
+        "/classify_batch",
+        {"json": {"pixels": [ONE] * (MAX_BATCH + 1)}},
+        413,
+        "batch_too_large",
+        f"at most {MAX_BATCH}",
+    ),
+    (
+        "batch over limit (npy)",
+        "/classify_npy",
+        {"files": {"array": ("a.npy", npy(np.zeros((MAX_BATCH + 1, 28, 28), np.uint8)), "x")}},
+        413,
+        "batch_too_large",
+        f"at most {MAX_BATCH}",
+    ),
+    (
+        "body over limit",
+        "/classify",
+        {"files": {"image": ("x.png", b"\0" * (MAX_BODY + 1), "image/png")}},
+        413,
+        "body_too_large",
+        f"at most {MAX_BODY:,}",
+    ),
+    (
+        "npy wrong dtype",
+        "/classify_npy",
+        {"files": {"array": ("a.npy", npy(np.zeros((1, 28, 28), np.float64)), "x")}},
+        400,
+        "wrong_dtype",
+        "uint8",
+    ),
+    (
+        "npy corrupt",
+        "/classify_npy",
+        {"files": {"array": ("a.npy", b"\x93NUMPYxx", "x")}},
+        400,
+        "invalid_npy",
+        ".npy",
+    ),
+    (
+        "unknown model /classify",
+        "/classify",
+        {"files": {"image": ("x.png", GOOD_IMAGE, "image/png")}, "data": {"model": "resnet"}},
+        404,
+        "unknown_model",
+        "baseline, deeper",
+    ),
+    (
+        "unknown model /classify_batch",
+        "/classify_batch",
+        {"json": {"pixels": [ONE], "model": "resnet"}},
+        404,
+        "unknown_model",
+        "baseline, deeper",
+    ),
+    (
+        "unknown model /classify_npy",
+        "/classify_npy",
+        {
+            "files": {"array": ("a.npy", npy(np.zeros((1, 28, 28), np.uint8)), "x")},
+            "data": {"model": "vgg"},
+        },
+        404,
+        "unknown_model",
+        "baseline, deeper",
+    ),
+    (
+        "bad invert flag",
+        "/classify",
+        {"files": {"image": ("x.png", GOOD_IMAGE, "image/png")}, "data": {"invert": "maybe"}},
+        400,
+        "invalid_option",
+        "true or false",
+    ),
+]
+
+
+def test_every_bad_input_gets_a_clear_4xx_and_the_server_stays_up(client: httpx.Client) -> None:
+    failures = []
+    for name, path, kwargs, status, reason, words in BAD_INPUTS:
+        resp = client.post(path, **kwargs)
+        body = (
+            resp.json()
+            if resp.headers.get("content-type", "").startswith("application/json")
+            else {}
+        )
+        if (resp.status_code, body.get("error")) != (status, reason) or words not in body.get(
+            "detail", ""
+        ):
+            failures.append(
+                f"{name}: got {resp.status_code} {resp.text[:200]!r}, "
+                f"expected {status} {reason} mentioning {words!r}"
+            )
+    assert not failures, "\n".join(failures)
+    # Still up, still right.
+    assert client.get("/livez").status_code == 200
+    assert client.get("/readyz").status_code == 200
+    good = client.post(
+        "/classify",
+        files={"image": ("x.png", GOOD_IMAGE, "image/png")},
+        data={"model": "deeper", "invert": "true"},
+    )
+    assert good.status_code == 200, good.text
+    answer = good.json()
+    assert (
+        answer["model"] == "deeper" and answer["class_name"] == CLASS_NAMES[answer["class_index"]]
+    )
+    assert list(answer["probabilities"]) == CLASS_NAMES
+    assert sum(answer["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert answer["confidence"] == max(answer["probabilities"].values())
+
+
+def test_batch_endpoints_agree_with_in_process_onnxruntime(
+    client: httpx.Client, onnx_models: dict[str, Path]
+) -> None:
+    import onnxruntime as ort
+
+    images = np.random.default_rng(0).integers(0, 256, (5, 28, 28), dtype=np.uint8)
+    expected = ort.InferenceSession(str(onnx_models["deeper"])).run(
+        ["probabilities"], {"pixels": images[:, None].astype(np.float32)}
+    )[0]
+    by_json = client.post("/classify_batch", json={"pixels": images.tolist(), "model": "deeper"})
+    by_npy = client.post(
+        "/classify_npy", files={"array": ("a.npy", npy(images), "x")}, data={"model": "deeper"}
+    )
+    for resp in (by_json, by_npy):
+        assert resp.status_code == 200, resp.text
+        doc = resp.json()
+        assert doc["model"] == "deeper" and doc["count"] == 5 and doc["class_names"] == CLASS_NAMES
+        np.testing.assert_allclose(doc["probabilities"], expected, atol=1e-6)
+        assert doc["class_index"] == expected.argmax(1).tolist()
+    single = client.post(
+        "/classify",
+        files={"image": ("x.png", png(images[0]), "image/png")},
+        data={"model": "deeper"},
+    ).json()
+    np.testing.assert_allclose(list(single["probabilities"].values()), expected[0], atol=1e-6)
+
+
+def test_models_listing(client: httpx.Client, onnx_models: dict[str, Path]) -> None:
+    doc = client.get("/models").json()
+    assert doc["default"] == "baseline"
+    assert [m["name"] for m in doc["models"]] == ["baseline", "deeper"]
+    for m in doc["models"]:
+        assert m["sha256"] == file_sha256(onnx_models[m["name"]])
+        assert m["opset"] == 18 and m["parameters"] > 10_000 and m["test_accuracy"] == 0.1
+        assert m["input"]["shape"] == ["N", 1, 28, 28]
+        assert m["metadata"]["class_names"] == CLASS_NAMES
+
+
+def scrape(client: httpx.Client) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = client.get("/metrics").text
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return samples
+
+
+def total(samples: dict, name: str, **labels: str) -> float:
+    return sum(
+        v
+        for (n, lab), v in samples.items()
+        if n == name and all(dict(lab).get(k) == val for k, val in labels.items())
+    )
+
+
+def test_metrics_after_known_requests(client: httpx.Client, onnx_models: dict[str, Path]) -> None:
+    before = scrape(client)
+    rng = np.random.default_rng(1)
+    sizes = [3, 7, 1, 5]  # four batch calls on the deeper model, 16 images
+    predicted: list[int] = []
+    confidences: list[float] = []
+    for n in sizes:
+        resp = client.post(
+            "/classify_npy",
+            data={"model": "deeper"},
+            files={"array": ("a.npy", npy(rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)), "x")},
+        )
+        assert resp.status_code == 200
+        predicted += resp.json()["class_index"]
+        confidences += resp.json()["confidence"]
+    for _ in range(3):
+        assert (
+            client.post("/classify_batch", json={"pixels": [], "model": "deeper"}).status_code
+            == 400
+        )
+    assert client.post("/classify_batch", json={"pixels": [ONE], "model": "x"}).status_code == 404
+    after = scrape(client)
+
+    def delta(name: str, **labels: str) -> float:
+        return total(after, name, **labels) - total(before, name, **labels)
+
+    assert delta("fmnist_predictions_total", model="deeper") == sum(sizes)
+    for index in set(predicted):
+        assert delta(
+            "fmnist_predictions_total", model="deeper", class_name=CLASS_NAMES[index]
+        ) == predicted.count(index)
+    assert delta("fmnist_inference_batch_size_count", model="deeper") == len(sizes)
+    assert delta("fmnist_inference_batch_size_sum", model="deeper") == sum(sizes)
+    assert delta("fmnist_inference_seconds_count", model="deeper") == len(sizes)
+    assert 0 < delta("fmnist_inference_seconds_sum", model="deeper") < 5
+    assert delta("fmnist_prediction_confidence_count", model="deeper") == sum(sizes)
+    assert delta("fmnist_prediction_confidence_sum", model="deeper") == pytest.approx(
+        sum(confidences), rel=1e-5
+    )
+    assert delta("fmnist_rejected_requests_total", reason="empty_batch") == 3
+    assert delta("fmnist_rejected_requests_total", reason="unknown_model") == 1
+    assert delta("fmnist_predictions_total", model="baseline") == 0
+    # One info series per model (value 1 even with two workers), labelled with the file hash.
+    for name in ("baseline", "deeper"):
+        info = {
+            lab: v
+            for (n, lab), v in after.items()
+            if n == "fmnist_model_info" and dict(lab)["model"] == name
+        }
+        assert list(info.values()) == [1.0]
+        assert dict(next(iter(info)))["sha256"] == file_sha256(onnx_models[name])
+    # BentoML's own request metrics are there too.
+    assert any(n.startswith("bentoml_") for n, _ in after)
+
+
+def run(cmd: list[str], env: dict[str, str]) -> str:
+    done = subprocess.run(
+        cmd, cwd=REPO_ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, f"{cmd} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+    return done.stdout
+
+
+def test_bentoml_build_packs_both_models_and_no_torch(
+    onnx_models: dict[str, Path], tmp_path: Path
+) -> None:
+    env = {
+        "BENTOML_HOME": str(tmp_path / "home"),
+        "BENTOML_DO_NOT_TRACK": "true",
+        "FMNIST_MODEL_DIR": "",
+    }
+    onnx_dir = str(onnx_models["baseline"].parent)
+    run([sys.executable, "-m", "service.import_models", "--onnx-dir", onnx_dir], env)
+    run([sys.executable, "-m", "bentoml", "build", "--output", "tag"], env)
+    bentos = list((tmp_path / "home" / "bentos" / "fmnist").glob("*/bento.yaml"))
+    assert len(bentos) == 1
+    bento = bentos[0].parent
+    info = bentos[0].read_text()
+    import yaml
+
+    doc = yaml.safe_load(info)
+    assert doc["service"] == "service.service:FashionMNISTService"
+    tags = {m["tag"].split(":")[0] for svc in doc["services"] for m in svc["models"]}
+    assert tags == {"fmnist-baseline", "fmnist-deeper"}
+    requirements = (bento / "env" / "python" / "requirements.txt").read_text().lower()
+    assert "onnxruntime" in requirements and "bentoml" in requirements
+    for banned in ("torch", "torchvision", "nvidia-", "cuda"):
+        assert banned not in requirements, f"{banned} in the Bento's requirements"
+    assert (bento / "src" / "service" / "service.py").is_file()
+    assert (bento / "src" / "fmnist" / "dataset.py").is_file()
+    # The store path works end to end: serve the built Bento and classify one image.
+    with bentoml_server({**env}, target="fmnist:latest", log_path=tmp_path / "serve.log") as url:
+        listing = httpx.get(url + "/models", timeout=30).json()
+        assert {m["sha256"] for m in listing["models"]} == {
+            file_sha256(onnx_models["baseline"]),
+            file_sha256(onnx_models["deeper"]),
+        }
+        resp = httpx.post(
+            url + "/classify", timeout=30, files={"image": ("x.png", GOOD_IMAGE, "image/png")}
+        )
+        assert resp.status_code == 200 and json.loads(resp.text)["model"] == "baseline"
