@@ -188,3 +188,27 @@ def test_verdict_when_the_data_cannot_tell_the_models_apart() -> None:
     text = verdict(compare_models("a", a, "b", b, labels, seed=0))
     assert text.startswith("**The data are consistent with 'the two models perform the same'**")
     assert "p = 1" in text and "not proof of equality" in text
+
+
+def test_a_perfect_single_model_still_gets_a_report(tmp_path: Path) -> None:
+    """No mistakes, no confused pairs, no second model: every section still renders."""
+    labels = np.arange(50) % 10
+    probs = np.eye(10)[labels]
+    served = ServedPredictions("baseline", labels.copy(), probs.max(1), probs, 0.1, 1)
+    metrics = model_metrics(labels, labels, probs.max(1), probs)
+    ev = Evaluation(
+        "http://svc",
+        DatasetInfo("/data", 50, False, 50),
+        np.zeros((50, 28, 28), np.uint8),
+        labels,
+        {"baseline": ModelResult("baseline", served, metrics, None, None, "no --onnx-dir given")},
+        [],
+        "now",
+        "cmd",
+    )
+    md = (write_report(ev, tmp_path / "r") / "report.md").read_text()
+    assert metrics.confused_pairs == [] and metrics.ece == pytest.approx(0.0)
+    assert "Only one model was evaluated; the paired test needs two." in md
+    assert "| baseline | 100.00% [100.00%, 100.00%] |" in md
+    assert "Only the first 50 test images were sent" in md
+    assert "baseline: not checked (no --onnx-dir given)." in md
