@@ -18,7 +18,7 @@ setup:  ## virtual environment + dependencies + dataset (idempotent)
 	@bash scripts/setup.sh
 
 all: setup  ## the main job: train, export, report, then serve and evaluate end to end
-	@bash scripts/main.sh
+	$(PY) scripts/pipeline.py --artifacts $(ARTIFACTS) --results $(RESULTS)
 
 train: setup  ## train both models with the study's settings (resumes; reuses finished runs)
 	$(PY) -m training.train --out $(ARTIFACTS)
@@ -43,3 +43,16 @@ bench-train: setup  ## training images/s: plain loop vs the project's step
 
 clean:  ## remove build outputs (keeps artifacts/ and the venv)
 	rm -rf reports build .pytest_cache .ruff_cache
+
+LOADTEST_ARGS ?=
+loadtest: setup  ## load test: start the service, 32 users for 60 s, check p99/errors/throughput
+	bash scripts/loadtest.sh --model-dir $(ARTIFACTS)/onnx --users 32 --run-time 60s $(LOADTEST_ARGS)
+
+loadtest-short: setup  ## the CI-sized load test: 8 users for 15 s, same targets
+	bash scripts/loadtest.sh --model-dir $(ARTIFACTS)/onnx --users 8 --run-time 15s --min-rps 20 $(LOADTEST_ARGS)
+
+soak: setup  ## 10-minute soak at 16 users: no errors, server RSS growth <= 10 % (not CI)
+	$(PY) -m loadtests.soak --model-dir $(ARTIFACTS)/onnx --users 16 --duration 10m
+
+container-smoke: setup  ## build the image, start it, classify a test image, read /metrics, stop
+	MODEL_SRC=$${MODEL_SRC:-$(ARTIFACTS)/onnx} bash scripts/container_smoke.sh

@@ -71,18 +71,35 @@ size=$("$ENGINE" image inspect "$IMAGE" --format '{{.Size}}')
 size_mb=$(( size / 1000000 ))
 say "image size: ${size_mb} MB (goal <= ${MAX_IMAGE_MB} MB)"
 
-ctr="" ; runner_pid=""
+ctr="" ; runner_pid="" ; mnt_ns=""
+container_pids() {  # processes in the server's mount namespace (buildah run gives it its own)
+  local p
+  for p in /proc/[0-9]*; do
+    [ "$(readlink "$p/ns/mnt" 2>/dev/null)" = "$mnt_ns" ] && echo "${p#/proc/}"
+  done
+  return 0
+}
 cleanup() {
   case "$RUNNER" in
-    docker|podman) [ -n "$ctr" ] && "$RUNNER" rm -f "$ctr" >/dev/null 2>&1 || true ;;
+    docker|podman) if [ -n "$ctr" ]; then "$RUNNER" rm -f "$ctr" >/dev/null 2>&1 || true; fi ;;
     buildah)
-      if [ -n "$runner_pid" ]; then
-        kill -TERM -- "-$runner_pid" 2>/dev/null || true
-        for _ in $(seq 1 20); do kill -0 "$runner_pid" 2>/dev/null || break; sleep 0.5; done
-        kill -KILL -- "-$runner_pid" 2>/dev/null || true
-      fi
-      [ -n "$ctr" ] && buildah rm "$ctr" >/dev/null 2>&1 || true ;;
+      # BentoML workers run in sessions of their own: signal every process of the
+      # container by pid, not just the buildah process group.
+      local pids=""
+      [ -n "$mnt_ns" ] && pids=$(container_pids)
+      if [ -n "$runner_pid" ]; then kill -TERM -- "-$runner_pid" 2>/dev/null || true; fi
+      # shellcheck disable=SC2086
+      [ -n "$pids" ] && kill -TERM $pids 2>/dev/null
+      for _ in $(seq 1 20); do
+        [ -n "$mnt_ns" ] && pids=$(container_pids)
+        [ -z "$pids" ] && ! kill -0 "${runner_pid:-0}" 2>/dev/null && break
+        sleep 0.5
+      done
+      # shellcheck disable=SC2086
+      [ -n "$pids" ] && kill -KILL $pids 2>/dev/null
+      if [ -n "$ctr" ]; then buildah rm "$ctr" >/dev/null 2>&1 || true; fi ;;
   esac
+  return 0
 }
 trap cleanup EXIT
 
@@ -121,6 +138,12 @@ until [ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/readyz")" = 200 ]; do
   sleep 1
 done
 say "ready after $(( $(date +%s) - start ))s"
+if [ "$RUNNER" = buildah ]; then
+  server_pid=$(ss -Hltnp "sport = :$PORT" | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)
+  [ -n "$server_pid" ] && mnt_ns=$(readlink "/proc/$server_pid/ns/mnt")
+  # Never the host's own namespace: that would name every process on the machine.
+  [ "$mnt_ns" = "$(readlink /proc/self/ns/mnt)" ] && mnt_ns=""
+fi
 
 # A real test image (the first of the test set) as PNG, and its true label.
 label=$("$PY" - build/smoke.png <<'EOF'
