@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import torch
@@ -25,7 +26,7 @@ from torchvision import transforms
 
 from fmnist.dataset import DatasetError, load_raw
 from training.data import scale_pixels
-from training.models import MODELS, build_model
+from training.models import STUDY_MODELS, build_model
 from training.train import CHANNELS_LAST_ON_CPU, TrainConfig, train_one_epoch
 
 
@@ -62,8 +63,14 @@ def plain_loop(name: str, images: np.ndarray, labels: np.ndarray, batches: int) 
     return seen / (time.perf_counter() - start)
 
 
-def tensor_loop(name: str, x: torch.Tensor, y: torch.Tensor, batches: int,
-                channels_last: bool, compile_model: bool = False) -> float:
+def tensor_loop(
+    name: str,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batches: int,
+    channels_last: bool,
+    compile_model: bool = False,
+) -> float:
     torch.manual_seed(0)
     model: nn.Module = build_model(name)
     if channels_last:
@@ -71,9 +78,9 @@ def tensor_loop(name: str, x: torch.Tensor, y: torch.Tensor, batches: int,
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     if compile_model:
         model = torch.compile(model)
-    cfg = TrainConfig(model=name, epochs=1, limit_batches=5)
+    cfg = TrainConfig.for_model(name, epochs=1, limit_batches=5)
     train_one_epoch(model, opt, x, y, cfg, 1, channels_last)  # warm-up (and compilation)
-    cfg = TrainConfig(model=name, epochs=1, limit_batches=batches)
+    cfg = TrainConfig.for_model(name, epochs=1, limit_batches=batches)
     start = time.perf_counter()
     train_one_epoch(model, opt, x, y, cfg, 2, channels_last)
     return min(batches * 64, len(x)) / (time.perf_counter() - start)
@@ -84,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batches", type=int, default=150, help="timed batches per variant")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     p.add_argument("--compile", action="store_true", help="also time torch.compile")
-    p.add_argument("--models", nargs="+", default=list(MODELS))
+    p.add_argument("--models", nargs="+", default=list(STUDY_MODELS))
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -98,27 +105,43 @@ def main(argv: list[str] | None = None) -> None:
         labels = rng.integers(0, 10, 20_000)
         source = "random images (dataset not found)"
     x, y = scale_pixels(images), torch.from_numpy(labels)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {source}, "
-          f"{args.batches} batches of 64 per variant\n")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {source}, "
+        f"{args.batches} batches of 64 per variant\n"
+    )
     print("| model | variant | images/s | × plain |")
     print("|---|---|---:|---:|")
     for name in args.models:
+        cl = CHANNELS_LAST_ON_CPU[name]
         variants: list[tuple[str, Callable[[], float]]] = [
-            ("plain eager loop (DataLoader + ToTensor/Normalize)",
-             lambda: plain_loop(name, images, labels, args.batches)),
-            ("in-memory tensors, NCHW",
-             lambda: tensor_loop(name, x, y, args.batches, channels_last=False)),
-            ("in-memory tensors, channels-last",
-             lambda: tensor_loop(name, x, y, args.batches, channels_last=True)),
+            (
+                "plain eager loop (DataLoader + ToTensor/Normalize)",
+                partial(plain_loop, name, images, labels, args.batches),
+            ),
+            (
+                "in-memory tensors, NCHW",
+                partial(tensor_loop, name, x, y, args.batches, channels_last=False),
+            ),
+            (
+                "in-memory tensors, channels-last",
+                partial(tensor_loop, name, x, y, args.batches, channels_last=True),
+            ),
         ]
         if args.compile:
-            variants.append(("in-memory tensors, torch.compile",
-                             lambda: tensor_loop(name, x, y, args.batches,
-                                                 channels_last=CHANNELS_LAST_ON_CPU[name],
-                                                 compile_model=True)))
-        cl = CHANNELS_LAST_ON_CPU[name]
-        variants.append((f"**project step** ({'channels-last' if cl else 'NCHW'})",
-                         lambda: tensor_loop(name, x, y, args.batches, channels_last=cl)))
+            variants.append(
+                (
+                    "in-memory tensors, torch.compile",
+                    partial(
+                        tensor_loop, name, x, y, args.batches, channels_last=cl, compile_model=True
+                    ),
+                )
+            )
+        variants.append(
+            (
+                f"**project step** ({'channels-last' if cl else 'NCHW'})",
+                partial(tensor_loop, name, x, y, args.batches, channels_last=cl),
+            )
+        )
         plain = None
         for label, fn in variants:
             rate = fn()

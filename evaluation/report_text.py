@@ -31,7 +31,8 @@ def pp(x: float) -> str:
 
 
 def p_value(p: float) -> str:
-    return f"{p:.2g}" if p >= 1e-4 else "< 0.0001"
+    """``p = 0.13`` or ``p < 0.0001``, ready to follow the test's name."""
+    return f"p = {p:.2g}" if p >= 1e-4 else "p < 0.0001"
 
 
 def _caveats(ev: Evaluation) -> list[str]:
@@ -83,7 +84,7 @@ def summary(ev: Evaluation) -> Section:
     for c in ev.comparisons:
         same = c.p_value >= ALPHA
         items.append(
-            f"{c.model_a} vs {c.model_b}: exact McNemar p = {p_value(c.p_value)}: "
+            f"{c.model_a} vs {c.model_b}: exact McNemar {p_value(c.p_value)}: "
             + (
                 "consistent with 'the two perform the same'"
                 if same
@@ -208,12 +209,12 @@ def verdict(c: PairedComparison) -> str:
             f"**The data do not support 'the two models perform the same'.** {better} is "
             f"right on {max(c.only_a, c.only_b):,} images where {worse} is wrong, and "
             f"{worse} on only {min(c.only_a, c.only_b):,} the other way (exact McNemar "
-            f"p = {p_value(c.p_value)}); accuracy {c.model_a} − {c.model_b}: {interval}."
+            f"{p_value(c.p_value)}); accuracy {c.model_a} − {c.model_b}: {interval}."
         )
     widest = max(abs(d.low), abs(d.high))
     return (
         f"**The data are consistent with 'the two models perform the same'** (exact "
-        f"McNemar p = {p_value(c.p_value)}; accuracy {c.model_a} − {c.model_b}: {interval}). "
+        f"McNemar {p_value(c.p_value)}; accuracy {c.model_a} − {c.model_b}: {interval}). "
         f"That is no evidence of a difference, not proof of equality: differences of up "
         f"to {widest * 100:.2f} percentage points are not ruled out."
     )

@@ -199,8 +199,7 @@ def load_raw(
         digest = hashlib.md5(raw).hexdigest()
         if verify and digest != md5:
             raise DatasetError(
-                f"{path} is corrupt: md5 {digest}, expected {md5}; "
-                f"delete it and {HOW_TO_GET}"
+                f"{path} is corrupt: md5 {digest}, expected {md5}; delete it and {HOW_TO_GET}"
             )
         arrays[key] = parse_idx(raw, str(path))
         sums[stem] = digest

@@ -205,6 +205,7 @@ def environment() -> dict[str, Any]:
         "versions": versions,
         "settings": {k: v for k, v in os.environ.items() if k.startswith("FMNIST_")},
         "training_job_running": bool(training),
+        "load_average_1m": round(os.getloadavg()[0], 2),
     }
 
 
@@ -227,6 +228,7 @@ def measure(url: str, users: int, args: argparse.Namespace, extra: list[str]) ->
         },
         "checks": [asdict(c) for c in checks],
         "passed": all(c.ok for c in checks),
+        "load_average_1m_end": round(os.getloadavg()[0], 2),
     }
 
 

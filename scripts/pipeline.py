@@ -32,8 +32,9 @@ def step(title: str, args: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--artifacts", type=Path, default=Path("artifacts"))
     p.add_argument("--results", type=Path, default=Path("docs/results"))
     p.add_argument("--epochs", type=int, default=20)
@@ -43,11 +44,23 @@ def main(argv: list[str] | None = None) -> int:
 
     data = ["--data-dir", str(args.data_dir)] if args.data_dir else []
     quick = ["--limit-batches", str(args.limit_batches)] if args.limit_batches else []
-    step("train", ["training.train", "--out", str(args.artifacts), "--epochs",
-                   str(args.epochs), *quick, *data])
+    step(
+        "train",
+        [
+            "training.train",
+            "--out",
+            str(args.artifacts),
+            "--epochs",
+            str(args.epochs),
+            *quick,
+            *data,
+        ],
+    )
     step("export", ["training.export", "--out", str(args.artifacts), *data])
-    step("figures", ["training.report", "--artifacts", str(args.artifacts),
-                     "--out", str(args.results), *data])
+    step(
+        "figures",
+        ["training.report", "--artifacts", str(args.artifacts), "--out", str(args.results), *data],
+    )
     step("import models", ["service.import_models", "--onnx-dir", str(args.artifacts / "onnx")])
 
     report = args.results / "evaluation"
@@ -56,12 +69,25 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with bentoml_server({}, log_path=log_path, ready_timeout_s=180) as url:
             print(f"=== serve: ready at {url} (log: {log_path})", flush=True)
-            step("evaluate", ["evaluation.cli", "--url", url, "--out", str(report),
-                              "--onnx-dir", str(args.artifacts / "onnx"), *data])
+            step(
+                "evaluate",
+                [
+                    "evaluation.cli",
+                    "--url",
+                    url,
+                    "--out",
+                    str(report),
+                    "--onnx-dir",
+                    str(args.artifacts / "onnx"),
+                    *data,
+                ],
+            )
     except (RuntimeError, TimeoutError) as exc:
         raise SystemExit(f"pipeline: the service did not start: {exc} (see {log_path})") from None
-    print(f"\nDone. Training figures and summary: {args.results}/summary.md\n"
-          f"Evaluation report: {report}/report.html (and report.md)")
+    print(
+        f"\nDone. Training figures and summary: {args.results}/summary.md\n"
+        f"Evaluation report: {report}/report.html (and report.md)"
+    )
     return 0
 
 

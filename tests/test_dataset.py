@@ -87,12 +87,15 @@ def test_cli_missing_dataset_is_one_line_error(tmp_path: Path, command: str) -> 
     args = ["--data-dir", str(tmp_path)]
     if command != "training.train":
         args += ["--out" if command == "training.export" else "--artifacts", str(tmp_path)]
-    result = subprocess.run([sys.executable, "-m", command, *args],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", command, *args], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith("error: ")
-    assert "apt-get install dataset-fashion-mnist" in result.stderr or "no finished" in result.stderr
+    assert (
+        "apt-get install dataset-fashion-mnist" in result.stderr or "no finished" in result.stderr
+    )
 
 
 def test_nothing_anywhere_lists_where_it_looked(

@@ -22,8 +22,7 @@ def test_file_is_self_contained_with_dynamic_batch(onnx_models: dict[str, Path],
     path = onnx_models[name]
     assert list(path.parent.glob("*.data")) == []
     proto = onnx.load(str(path), load_external_data=False)
-    assert not any(onnx.external_data_helper.uses_external_data(t)
-                   for t in proto.graph.initializer)
+    assert not any(onnx.external_data_helper.uses_external_data(t) for t in proto.graph.initializer)
     onnx.checker.check_model(proto, full_check=True)
     assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) >= 18
     meta = {p.key: p.value for p in proto.metadata_props}
@@ -44,7 +43,8 @@ def test_graph_does_the_scaling(onnx_models: dict[str, Path]) -> None:
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (16, 28, 28), dtype=np.uint8)
     onnx_logits = onnx_session(onnx_models["baseline"]).run(
-        ["logits"], {"pixels": images[:, None].astype(np.float32)})[0]
+        ["logits"], {"pixels": images[:, None].astype(np.float32)}
+    )[0]
     with torch.no_grad():
         torch_logits = net(scale_pixels(images)).numpy()
     np.testing.assert_allclose(onnx_logits, torch_logits, atol=1e-4)
@@ -54,7 +54,7 @@ def test_export_run_checks_parity_and_fails_loudly(
     synthetic_data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data = load_datasets(synthetic_data_dir, seed=0, verify=False)
-    train_model(TrainConfig(model="baseline", epochs=1, limit_batches=3), data, tmp_path)
+    train_model(TrainConfig.for_model("baseline", epochs=1, limit_batches=3), data, tmp_path)
     run = tmp_path / "runs" / "baseline"
     record = export_run(run, tmp_path / "baseline.onnx", data.test_images)
     assert record["parity_images"] == 200 and record["argmax_mismatches"] == 0
@@ -63,7 +63,8 @@ def test_export_run_checks_parity_and_fails_loudly(
     assert meta["parameters"] == "421642" and meta["torch_version"] == torch.__version__
     assert "train-images-idx3-ubyte" in json.loads(meta["dataset_md5"])
     assert float(meta["test_accuracy"]) == pytest.approx(
-        json.loads((run / "summary.json").read_text())["test_acc"], abs=1e-6)
+        json.loads((run / "summary.json").read_text())["test_acc"], abs=1e-6
+    )
 
     net = build_model("baseline")
     net.load_state_dict(torch.load(run / "final.pt", weights_only=True))
@@ -74,3 +75,17 @@ def test_export_run_checks_parity_and_fails_loudly(
     with pytest.raises(ExportError, match="disagrees with PyTorch"):
         export_run(run, tmp_path / "again.onnx", data.test_images)
     assert not (tmp_path / "again.onnx").exists()
+
+
+def test_temperature_is_folded_into_the_graph(onnx_models: dict[str, Path], tmp_path: Path) -> None:
+    torch.manual_seed(0)  # the fixture's seed: the same untrained weights
+    net = build_model("baseline").eval()
+    scaled = export_mod.export_onnx(
+        net, tmp_path / "t.onnx", {"model_name": "baseline"}, temperature=2.0
+    )
+    pixels = np.random.default_rng(1).integers(0, 256, (8, 1, 28, 28)).astype(np.float32)
+    plain_logits = onnx_session(onnx_models["baseline"]).run(["logits"], {"pixels": pixels})[0]
+    logits, probs = onnx_session(scaled).run(None, {"pixels": pixels})
+    np.testing.assert_allclose(logits, plain_logits / 2.0, atol=1e-5)
+    assert (probs.argmax(1) == plain_logits.argmax(1)).all()
+    assert check_parity(scaled, net, pixels[:, 0].astype(np.uint8), temperature=2.0).ok

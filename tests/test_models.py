@@ -8,8 +8,9 @@ import torch
 from training.models import MODELS, build_model, conv_layers, count_parameters
 
 
-@pytest.mark.parametrize(("name", "params", "convs"),
-                         [("baseline", 421_642, 2), ("deeper", 1_701_130, 3)])
+@pytest.mark.parametrize(
+    ("name", "params", "convs"), [("baseline", 421_642, 2), ("deeper", 1_701_130, 3)]
+)
 def test_parameter_counts_and_shapes(name: str, params: int, convs: int) -> None:
     net = build_model(name)
     assert count_parameters(net) == params

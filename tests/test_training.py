@@ -26,7 +26,7 @@ def test_split_sizes(data: Datasets) -> None:
 
 @pytest.mark.parametrize("model", ["baseline", "deeper"])
 def test_short_run_lowers_the_loss(model: str, data: Datasets, tmp_path: Path) -> None:
-    cfg = TrainConfig(model=model, epochs=3, batch_size=32, seed=1)
+    cfg = TrainConfig.for_model(model, epochs=3, batch_size=32, seed=1)
     summary = train_model(cfg, data, tmp_path)
     history = json.loads((tmp_path / "runs" / model / "history.json").read_text())
     assert len(history) == 3
@@ -40,7 +40,7 @@ def test_short_run_lowers_the_loss(model: str, data: Datasets, tmp_path: Path) -
 def test_resume_after_interruption_matches_uninterrupted_run(
     data: Datasets, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cfg = TrainConfig(model="baseline", epochs=3, batch_size=32, seed=3)
+    cfg = TrainConfig.for_model("baseline", epochs=3, batch_size=32, seed=3)
     straight = train_model(cfg, data, tmp_path / "straight")
 
     real_epoch = train_mod.train_one_epoch
@@ -70,16 +70,29 @@ def test_resume_after_interruption_matches_uninterrupted_run(
 
 
 def test_resume_refuses_a_different_config(data: Datasets, tmp_path: Path) -> None:
-    train_model(TrainConfig(model="baseline", epochs=1, limit_batches=2), data, tmp_path)
+    train_model(TrainConfig.for_model("baseline", epochs=1, limit_batches=2), data, tmp_path)
     with pytest.raises(ValueError, match="--restart"):
-        train_model(TrainConfig(model="baseline", epochs=1, lr=0.1, limit_batches=2), data,
-                    tmp_path)
+        train_model(
+            TrainConfig.for_model("baseline", epochs=1, lr=0.1, limit_batches=2), data, tmp_path
+        )
 
 
 def test_cli_quick_mode(synthetic_data_dir: Path, tmp_path: Path) -> None:
-    code = train_mod.main(["--models", "deeper", "--epochs", "1", "--limit-batches", "3",
-                           "--data-dir", str(synthetic_data_dir), "--skip-checksums",
-                           "--out", str(tmp_path)])
+    code = train_mod.main(
+        [
+            "--models",
+            "deeper",
+            "--epochs",
+            "1",
+            "--limit-batches",
+            "3",
+            "--data-dir",
+            str(synthetic_data_dir),
+            "--skip-checksums",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert code == 0
     summary = json.loads((tmp_path / "runs/deeper/summary.json").read_text())
     assert summary["parameters"] == 1_701_130 and summary["epochs"] == 1

@@ -52,12 +52,17 @@ class ExportError(RuntimeError):
 class RawPixelModel(nn.Module):
     """Wraps a trained CNN so that it takes raw 0–255 pixels and returns logits and probs."""
 
-    def __init__(self, net: nn.Module) -> None:
+    def __init__(self, net: nn.Module, temperature: float = 1.0) -> None:
         super().__init__()
         self.net = net
+        # Temperature scaling (fitted on validation) is folded into the graph; T = 1 for
+        # the study's models. It changes confidences, never the argmax.
+        self.inv_temperature = 1.0 / temperature
 
     def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self.net(pixels / 127.5 - 1.0)  # (N, 10)
+        if self.inv_temperature != 1.0:
+            logits = logits * self.inv_temperature
         return logits, torch.softmax(logits, dim=1)
 
 
@@ -74,20 +79,35 @@ class ParityReport:
 
 def code_revision() -> str:
     try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, check=True, cwd=Path(__file__).parent).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, cwd=Path(__file__).parent).stdout
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).parent,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+        ).stdout
         return rev + ("-dirty" if dirty.strip() else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
 
-def export_onnx(net: nn.Module, path: Path, metadata: dict[str, Any], opset: int = OPSET) -> Path:
+def export_onnx(
+    net: nn.Module,
+    path: Path,
+    metadata: dict[str, Any],
+    opset: int = OPSET,
+    temperature: float = 1.0,
+) -> Path:
     """Write ``net`` (expects [-1, 1] input) as one self-contained raw-pixel ONNX file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    wrapped = RawPixelModel(net).eval().cpu()
+    wrapped = RawPixelModel(net, temperature).eval().cpu()
     example = torch.full((2, 1, 28, 28), 127.0)
     batch = torch.export.Dim("batch", min=1, max=65536)
     with tempfile.TemporaryDirectory() as tmp:
@@ -95,9 +115,15 @@ def export_onnx(net: nn.Module, path: Path, metadata: dict[str, Any], opset: int
         # folder, then fold everything into one proto.
         scratch = Path(tmp) / "model.onnx"
         torch.onnx.export(
-            wrapped, (example,), str(scratch), dynamo=True, opset_version=opset,
-            input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
-            dynamic_shapes={"pixels": {0: batch}}, verbose=False,
+            wrapped,
+            (example,),
+            str(scratch),
+            dynamo=True,
+            opset_version=opset,
+            input_names=[INPUT_NAME],
+            output_names=list(OUTPUT_NAMES),
+            dynamic_shapes={"pixels": {0: batch}},
+            verbose=False,
         )
         proto = onnx.load(str(scratch), load_external_data=True)
     proto.doc_string = f"Fashion-MNIST {metadata.get('model_name', 'CNN')}: raw pixels 0-255 in"
@@ -120,10 +146,12 @@ def onnx_session(path: Path, threads: int = 0) -> ort.InferenceSession:
 
 
 @torch.no_grad()
-def check_parity(path: Path, net: nn.Module, images: np.ndarray, batch: int = 1000) -> ParityReport:
+def check_parity(
+    path: Path, net: nn.Module, images: np.ndarray, batch: int = 1000, temperature: float = 1.0
+) -> ParityReport:
     """Compare onnxruntime's logits with PyTorch's on uint8 images (N, 28, 28)."""
     sess = onnx_session(path)
-    wrapped = RawPixelModel(net).eval().cpu()
+    wrapped = RawPixelModel(net, temperature).eval().cpu()
     worst, mismatches = 0.0, 0
     for i in range(0, len(images), batch):
         pixels = images[i : i + batch].astype(np.float32)[:, None]  # (B, 1, 28, 28)
@@ -139,29 +167,33 @@ def file_sha256(path: Path) -> str:
 
 
 def export_run(run_folder: Path, onnx_path: Path, images: np.ndarray) -> dict[str, Any]:
-    """Export a finished training run's final weights and check parity; returns a record."""
+    """Export a finished run's chosen weights and check parity; returns a record."""
     summary = json.loads((run_folder / "summary.json").read_text())
     name = summary["model"]
+    weights = summary.get("exported_weights", "final")  # final.pt or best.pt
+    temperature = float(summary.get("temperature", 1.0))
     net = build_model(name)
-    net.load_state_dict(torch.load(run_folder / "final.pt", map_location="cpu",
-                                   weights_only=True))
+    net.load_state_dict(
+        torch.load(run_folder / f"{weights}.pt", map_location="cpu", weights_only=True)
+    )
     net = net.eval()
     metadata = {
         "model_name": name,
         "class_names": list(CLASS_NAMES),
         "parameters": str(count_parameters(net)),
         "test_accuracy": f"{summary['test_acc']:.6f}",
-        "val_accuracy": f"{summary['final_val_acc']:.6f}",
+        "val_accuracy": f"{summary.get('exported_val_acc', summary['final_val_acc']):.6f}",
         "best_val_accuracy": f"{summary['best_val_acc']:.6f}",
-        "weights": summary.get("exported_weights", "final"),
+        "weights": weights,
+        "temperature": f"{temperature:.6f}",
         "dataset_md5": summary["dataset_md5"],
         "code_revision": code_revision(),
         "torch_version": torch.__version__,
         "input_spec": "pixels: float32 [N,1,28,28], raw 0-255; scaling to [-1,1] in graph",
         "training_config": summary["config"],
     }
-    export_onnx(net, onnx_path, metadata)
-    parity = check_parity(onnx_path, net, images)
+    export_onnx(net, onnx_path, metadata, temperature=temperature)
+    parity = check_parity(onnx_path, net, images, temperature=temperature)
     if not parity.ok:
         onnx_path.unlink(missing_ok=True)
         raise ExportError(
@@ -182,11 +214,23 @@ def export_run(run_folder: Path, onnx_path: Path, images: np.ndarray) -> dict[st
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="Export trained runs to ONNX with a parity check.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--models", nargs="+", default=list(MODELS), choices=sorted(MODELS))
-    p.add_argument("--out", type=Path, default=Path("artifacts"),
-                   help="artifacts folder: reads OUT/runs/MODEL, writes OUT/onnx/MODEL.onnx")
+    p = argparse.ArgumentParser(
+        description="Export trained runs to ONNX with a parity check.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--models",
+        nargs="+",
+        default=None,
+        choices=sorted(MODELS),
+        help="default: every model with a finished run under OUT/runs",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("artifacts"),
+        help="artifacts folder: reads OUT/runs/MODEL, writes OUT/onnx/MODEL.onnx",
+    )
     p.add_argument("--data-dir", type=Path, default=None, help="dataset folder (for parity)")
     p.add_argument("--limit", type=int, default=None, help="parity on the first N test images")
     args = p.parse_args(argv)
@@ -197,12 +241,20 @@ def main(argv: list[str] | None = None) -> int:
     except DatasetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    models = args.models or [m for m in MODELS if (args.out / "runs" / m / "summary.json").exists()]
+    if not models:
+        print(
+            f"error: no finished training run under {args.out / 'runs'}; run fmnist-train first",
+            file=sys.stderr,
+        )
+        return 2
     records = []
-    for name in args.models:
+    for name in models:
         run = args.out / "runs" / name
         if not (run / "summary.json").exists():
-            print(f"error: no finished training run in {run}; run fmnist-train first",
-                  file=sys.stderr)
+            print(
+                f"error: no finished training run in {run}; run fmnist-train first", file=sys.stderr
+            )
             return 2
         try:
             rec = export_run(run, args.out / "onnx" / f"{name}.onnx", test.images)
@@ -210,9 +262,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         records.append(rec)
-        print(f"{name}: {rec['path']} ({rec['bytes'] / 1e6:.1f} MB, sha256 {rec['sha256'][:12]}), "
-              f"parity on {rec['parity_images']} images: max |Δlogit| "
-              f"{rec['max_abs_logit_diff']:.1e}, {rec['argmax_mismatches']} argmax mismatches")
+        print(
+            f"{name}: {rec['path']} ({rec['bytes'] / 1e6:.1f} MB, sha256 {rec['sha256'][:12]}), "
+            f"parity on {rec['parity_images']} images: max |Δlogit| "
+            f"{rec['max_abs_logit_diff']:.1e}, {rec['argmax_mismatches']} argmax mismatches"
+        )
     (args.out / "onnx").mkdir(parents=True, exist_ok=True)
     (args.out / "onnx" / "export.json").write_text(json.dumps(records, indent=2) + "\n")
     return 0

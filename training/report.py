@@ -35,10 +35,20 @@ log = logging.getLogger(__name__)
 
 # The study's published summary table (shared/study), for the comparison rows.
 STUDY = {
-    "baseline": {"best_val_acc": 0.9288, "best_epoch": 16, "final_val_acc": 0.9267,
-                 "final_train_acc": 0.9585, "test_acc": 0.9223},
-    "deeper": {"best_val_acc": 0.9295, "best_epoch": 20, "final_val_acc": 0.9295,
-               "final_train_acc": 0.9800, "test_acc": 0.9223},
+    "baseline": {
+        "best_val_acc": 0.9288,
+        "best_epoch": 16,
+        "final_val_acc": 0.9267,
+        "final_train_acc": 0.9585,
+        "test_acc": 0.9223,
+    },
+    "deeper": {
+        "best_val_acc": 0.9295,
+        "best_epoch": 20,
+        "final_val_acc": 0.9295,
+        "final_train_acc": 0.9800,
+        "test_acc": 0.9223,
+    },
 }
 
 
@@ -106,17 +116,22 @@ def feature_maps(net: nn.Module, image: np.ndarray) -> list[np.ndarray]:
     modules = list(net.features)
     for i, module in enumerate(modules):
         if isinstance(module, nn.Conv2d):
-            relu = modules[i + 1]
-            hooks.append(relu.register_forward_hook(
-                lambda _m, _inp, out: captured.append(out[0].cpu().numpy())))
+            # The conv's activation: the first ReLU after it (BatchNorm may sit between).
+            relu = next(m for m in modules[i + 1 :] if isinstance(m, nn.ReLU))
+            hooks.append(
+                relu.register_forward_hook(
+                    lambda _m, _inp, out: captured.append(out[0].cpu().numpy())
+                )
+            )
     net.eval()(scale_pixels(image[None]))
     for h in hooks:
         h.remove()
     return captured
 
 
-def plot_feature_maps(name: str, net: nn.Module, images: np.ndarray, labels: np.ndarray,
-                      path: Path, channels: int = 6) -> None:
+def plot_feature_maps(
+    name: str, net: nn.Module, images: np.ndarray, labels: np.ndarray, path: Path, channels: int = 6
+) -> None:
     """One row per class: the input, then ``channels`` maps of each conv layer."""
     per_class = [int(np.flatnonzero(labels == c)[0]) for c in range(len(CLASS_NAMES))]
     n_layers = len(conv_layers(net))
@@ -183,8 +198,11 @@ def write_report(artifacts: Path, out: Path, data_dir: Path | None = None) -> li
     for name, history in histories.items():
         plot_curves(name, history, out / f"curves_{name}.png")
         net = build_model(name)
-        net.load_state_dict(torch.load(artifacts / "runs" / name / "final.pt",
-                                       map_location="cpu", weights_only=True))
+        net.load_state_dict(
+            torch.load(
+                artifacts / "runs" / name / "final.pt", map_location="cpu", weights_only=True
+            )
+        )
         plot_filters(name, net, out / f"filters_{name}.png")
         plot_feature_maps(name, net, test.images, test.labels, out / f"feature_maps_{name}.png")
         written += [out / f"{p}_{name}.png" for p in ("curves", "filters", "feature_maps")]
@@ -197,8 +215,10 @@ def write_report(artifacts: Path, out: Path, data_dir: Path | None = None) -> li
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="Figures and summary table from training runs.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description="Figures and summary table from training runs.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("--artifacts", type=Path, default=Path("artifacts"))
     p.add_argument("--out", type=Path, default=Path("docs/results"))
     p.add_argument("--data-dir", type=Path, default=None)

@@ -1,0 +1,103 @@
+"""The improved recipe's pieces: augmentation, schedule, temperature scaling, a short run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from training.data import load_datasets
+from training.models import build_model, count_parameters
+from training.recipe import IMPROVED, augment_batch, fit_temperature, make_optimizer, make_scheduler
+from training.train import TrainConfig, train_model
+
+
+def test_improved_model_is_under_two_million_parameters() -> None:
+    net = build_model("improved")
+    assert count_parameters(net) < 2_000_000
+    assert net.eval()(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
+
+
+def test_augmentation_keeps_shape_range_and_is_seeded() -> None:
+    x = torch.rand(64, 1, 28, 28) * 2 - 1
+    a = augment_batch(x, torch.Generator().manual_seed(1))
+    b = augment_batch(x, torch.Generator().manual_seed(1))
+    c = augment_batch(x, torch.Generator().manual_seed(2))
+    assert a.shape == x.shape and a.dtype == x.dtype
+    assert a.min() >= -1.0 and a.max() <= 1.0
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_augmentation_moves_flips_and_erases_but_keeps_the_garment() -> None:
+    # One bright pixel on a background of -1: it must land within 2 pixels of its place
+    # (or its mirror image), or be erased; it is never duplicated.
+    x = torch.full((500, 1, 28, 28), -1.0)
+    x[:, 0, 10, 6] = 1.0
+    out = augment_batch(x, torch.Generator().manual_seed(0), erase_p=0.0)
+    bright = (out > 0).nonzero()[:, 2:]  # (row, col) per image
+    assert len(bright) == 500  # padding kept it inside: pad ≤ distance to the border
+    rows, cols = bright[:, 0], bright[:, 1]
+    assert ((rows - 10).abs() <= 2).all()
+    mirrored = cols > 13
+    assert ((cols[~mirrored] - 6).abs() <= 2).all() and ((cols[mirrored] - 21).abs() <= 2).all()
+    assert 0.35 < mirrored.float().mean() < 0.65  # flip_p = 0.5
+    # No shift, no flip: only erasing can put background into an all-white image.
+    erased = augment_batch(
+        torch.ones(400, 1, 28, 28), torch.Generator().manual_seed(0), pad=0, flip_p=0.0, erase_p=0.5
+    )
+    has_box = (erased == -1).flatten(1).any(1).float().mean()
+    assert 0.4 < has_box < 0.6
+
+
+def test_one_cycle_schedule_warms_up_then_anneals() -> None:
+    net = nn.Linear(2, 2)
+    opt = make_optimizer(list(net.parameters()), IMPROVED)
+    sched = make_scheduler(opt, IMPROVED, steps_per_epoch=10)
+    assert sched is not None
+    lrs = []
+    for _ in range(IMPROVED.epochs * 10):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    peak = max(range(len(lrs)), key=lrs.__getitem__)
+    assert lrs[peak] == pytest.approx(IMPROVED.lr, rel=1e-3)
+    assert peak == pytest.approx(0.25 * len(lrs), abs=2)
+    assert lrs[0] == pytest.approx(IMPROVED.lr / 25, rel=1e-3)
+    assert lrs[-1] < IMPROVED.lr / 1000
+
+
+def test_temperature_scaling_lowers_nll_of_an_overconfident_model() -> None:
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 10, (2000,), generator=g)
+    # 70 % right, but with logits scaled up 4×: overconfident.
+    pred = torch.where(
+        torch.rand(2000, generator=g) < 0.7, labels, torch.randint(0, 10, (2000,), generator=g)
+    )
+    logits = torch.randn(2000, 10, generator=g)
+    logits[torch.arange(2000), pred] += 3.0
+    logits *= 4.0
+    t = fit_temperature(logits, labels)
+    assert t > 1.5
+    before = nn.functional.cross_entropy(logits, labels)
+    after = nn.functional.cross_entropy(logits / t, labels)
+    assert after < before
+    for other in (t * 0.8, t * 1.25):  # a minimum, not just an improvement
+        assert nn.functional.cross_entropy(logits / other, labels) >= after
+
+
+def test_short_improved_run(synthetic_data_dir: Path, tmp_path: Path) -> None:
+    data = load_datasets(synthetic_data_dir, seed=0, verify=False)
+    cfg = TrainConfig.for_model("improved", epochs=4, batch_size=32, patience=1)
+    summary = train_model(cfg, data, tmp_path)
+    history = json.loads((tmp_path / "runs/improved/history.json").read_text())
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert summary["exported_weights"] == "best"
+    assert summary["temperature"] > 0
+    assert summary["test_acc"] == summary["test_acc_best_val_weights"]
+    # early stopping: it stops one epoch after the last improvement, or runs to the end
+    assert len(history) == 4 or history[-1]["epoch"] - summary["best_epoch"] == 1
+    cal = summary["calibration"]
+    assert cal["val_after"]["nll"] <= cal["val_before"]["nll"] + 1e-6
