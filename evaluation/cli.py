@@ -3,10 +3,12 @@
     fmnist-eval --url http://127.0.0.1:3000 --out reports/eval
     fmnist-eval --url http://127.0.0.1:3000 --out /tmp/quick --limit 1000 --models baseline
 
-Sends the test images to ``POST /classify_npy``, scores what comes back, checks it against
-the same ONNX files run in-process (``--onnx-dir``), and writes OUT/report.html (one
-self-contained file), report.md, metrics.json, predictions.csv and PNG figures. OUT appears
-complete or not at all.
+Evaluates every model the service lists in ``GET /models`` (or those named with
+--models) and compares every pair of them (exact McNemar test, paired bootstrap). Sends
+the test images to ``POST /classify_npy``, scores what comes back, checks it against the
+same ONNX files run in-process (``--onnx-dir``), and writes OUT/report.html (one
+self-contained file), report.md, metrics.json, predictions.csv and PNG figures. OUT
+appears complete or not at all.
 
 Exit status: 0 done; 1 the service failed (unreachable after retries, refused a request,
 or broke the contract); 2 bad input (dataset missing, OUT not writable); 130 interrupted.
@@ -49,7 +51,7 @@ log = logging.getLogger(__name__)
 class EvalConfig:
     url: str
     out: Path
-    models: tuple[str, ...] = ("baseline", "deeper")
+    models: tuple[str, ...] = ()  # empty: every model the service lists
     data_dir: Path | None = None
     onnx_dir: Path | None = Path("artifacts/onnx")
     limit: int | None = None
@@ -74,7 +76,11 @@ def load_test_images(cfg: EvalConfig) -> tuple[np.ndarray, np.ndarray, DatasetIn
 async def query_service(
     cfg: EvalConfig, images: np.ndarray
 ) -> tuple[ModelListing, dict[str, ServedPredictions]]:
-    """The model listing, then every image through each model in turn."""
+    """The model listing, then every image through each model in turn.
+
+    The models are ``cfg.models``, or, when none were named, every model the service lists
+    (in its order).
+    """
     async with ServiceClient(
         cfg.url, timeout=cfg.timeout, retry=cfg.retry, concurrency=cfg.concurrency
     ) as client:
@@ -85,8 +91,11 @@ async def query_service(
                 f"the service does not serve {', '.join(unknown)}; it offers "
                 f"{', '.join(listing.models) or 'no models'}"
             )
+        names = cfg.models or tuple(listing.models)
+        if not names:
+            raise ServiceError(f"GET {cfg.url}/models lists no models; nothing to evaluate")
         served = {}
-        for name in cfg.models:
+        for name in names:
             served[name] = await client.predict(images, name, cfg.batch_size, cfg.progress)
             log.info(
                 "%s: %d images in %.2fs (%.0f images/s)",
@@ -138,7 +147,7 @@ def evaluate(cfg: EvalConfig, command: str = "") -> Evaluation:
         )
     comparisons = [
         compare_models(a, served[a].class_index, b, served[b].class_index, labels, seed=cfg.seed)
-        for a, b in itertools.combinations(cfg.models, 2)
+        for a, b in itertools.combinations(served, 2)
     ]
     return Evaluation(
         url=cfg.url,
@@ -175,7 +184,12 @@ def parse_args(argv: list[str] | None) -> EvalConfig:
     )
     p.add_argument("--url", required=True, help="service base URL, e.g. http://127.0.0.1:3000")
     p.add_argument("--out", type=Path, required=True, help="report folder (replaced atomically)")
-    p.add_argument("--models", nargs="+", default=["baseline", "deeper"])
+    p.add_argument(
+        "--models",
+        nargs="+",
+        default=argparse.SUPPRESS,
+        help="models to evaluate (default: every model the service lists in GET /models)",
+    )
     p.add_argument(
         "--data-dir",
         type=Path,
@@ -223,7 +237,7 @@ def parse_args(argv: list[str] | None) -> EvalConfig:
     return EvalConfig(
         url=a.url,
         out=a.out,
-        models=tuple(dict.fromkeys(a.models)),
+        models=tuple(dict.fromkeys(getattr(a, "models", ()))),
         data_dir=a.data_dir,
         onnx_dir=a.onnx_dir,
         limit=a.limit,

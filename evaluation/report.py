@@ -42,6 +42,7 @@ def metrics_json(ev: Evaluation) -> dict[str, Any]:
         "class_names": list(CLASS_NAMES),
         "models": {
             name: {
+                "in_study": name in study.MODELS,
                 "served_model": r.info.raw if r.info else None,
                 "metrics": r.metrics.to_dict(),
                 "throughput": {
@@ -57,6 +58,7 @@ def metrics_json(ev: Evaluation) -> dict[str, Any]:
         },
         "comparisons": [c.to_dict() for c in ev.comparisons],
         "study": {
+            "models": list(study.MODELS),
             "test_accuracy": study.TEST_ACCURACY,
             "per_class_accuracy": study.PER_CLASS_ACCURACY,
             "hardest_class": study.HARDEST_CLASS,

@@ -10,29 +10,12 @@ import numpy as np
 
 from evaluation import study
 from evaluation.document import Bullets, Document, Image, Section, Table
-from evaluation.metrics import Interval, PairedComparison, accuracy_ci
+from evaluation.report_fmt import ALPHA, p_value, pct, pp, with_ci
+from evaluation.report_pairs import in_study, paired_section, study_section, verdict
 from evaluation.results import Evaluation, ModelResult
 from fmnist.dataset import CLASS_NAMES
 
-ALPHA = 0.05
-
-
-def pct(x: float | None, digits: int = 2) -> str:
-    return "n/a" if x is None else f"{x * 100:.{digits}f}%"
-
-
-def with_ci(ci: Interval, digits: int = 2) -> str:
-    return f"{pct(ci.estimate, digits)} [{pct(ci.low, digits)}, {pct(ci.high, digits)}]"
-
-
-def pp(x: float) -> str:
-    """A difference of proportions, in percentage points with a sign."""
-    return f"{x * 100:+.2f} pp"
-
-
-def p_value(p: float) -> str:
-    """``p = 0.13`` or ``p < 0.0001``, ready to follow the test's name."""
-    return f"p = {p:.2g}" if p >= 1e-4 else "p < 0.0001"
+__all__ = ["ALPHA", "build_document", "p_value", "pct", "pp", "verdict", "with_ci"]
 
 
 def _caveats(ev: Evaluation) -> list[str]:
@@ -62,14 +45,30 @@ def trained_epochs(r: ModelResult) -> int | None:
     return epochs if isinstance(epochs, int) else None
 
 
+def temperature_of(r: ModelResult) -> str | None:
+    """The temperature folded into the served graph (the improved recipe's metadata)."""
+    value = ((r.info.raw if r.info else {}).get("metadata") or {}).get("temperature")
+    try:
+        return None if value is None or float(value) == 1.0 else f"{float(value):g}"
+    except (TypeError, ValueError):
+        return None
+
+
 def summary(ev: Evaluation) -> Section:
     items = []
     for name, r in ev.models.items():
         m = r.metrics
         hardest = m.hardest_class()
         claimed = study.TEST_ACCURACY.get(name)
+        head = f"**{name}**: {with_ci(m.accuracy)} accuracy"
+        if not in_study(name):
+            items.append(
+                f"{head}; hardest class {hardest.name} at {pct(hardest.accuracy, 1)}; "
+                f"{study.BEYOND}."
+            )
+            continue
         items.append(
-            f"**{name}**: {with_ci(m.accuracy)} accuracy"
+            head
             + (f" (study: {pct(claimed)})" if claimed is not None else "")
             + f"; hardest class {hardest.name} at {pct(hardest.accuracy, 1)} "
             f"(study: {study.HARDEST_CLASS} at "
@@ -150,123 +149,32 @@ def headline(ev: Evaluation) -> Section:
     return Section("Headline", [*text, table])
 
 
-def study_section(ev: Evaluation) -> Section:
-    blocks: list = []
-    rows = []
-    for name, r in ev.models.items():
-        claimed = study.TEST_ACCURACY.get(name)
-        acc = r.metrics.accuracy
-        verdict = (
-            "no study number"
-            if claimed is None
-            else (
-                "consistent (inside the CI)"
-                if acc.contains(claimed)
-                else ("better than the study" if acc.low > claimed else "worse than the study")
-            )
-        )
-        hardest = r.metrics.hardest_class()
-        shirt = CLASS_NAMES.index(study.HARDEST_CLASS)
-        mask = ev.labels == shirt
-        shirt_ci = accuracy_ci(ev.labels[mask], r.served.class_index[mask]) if mask.any() else None
-        rows.append(
-            [
-                name,
-                pct(claimed),
-                pct(acc.estimate),
-                verdict,
-                f"{hardest.name} ({pct(hardest.accuracy, 1)})",
-                "n/a" if shirt_ci is None else with_ci(shirt_ci, 1),
-            ]
-        )
-    blocks.append(
-        Table(
-            [
-                "model",
-                "study test acc.",
-                "measured",
-                "verdict",
-                "hardest class (measured)",
-                f"{study.HARDEST_CLASS} accuracy [95% CI]",
-            ],
-            rows,
-            f"The study reports {pct(study.TEST_ACCURACY['baseline'])} for both models and "
-            f"{study.HARDEST_CLASS} as the hardest class at "
-            f"{pct(study.PER_CLASS_ACCURACY[study.HARDEST_CLASS], 1)}.",
-        )
-    )
-    blocks.append("The study's own text does not agree with itself in places:")
-    blocks.append(Bullets(list(study.INCONSISTENCIES)))
-    return Section("Against the study", blocks)
-
-
-def verdict(c: PairedComparison) -> str:
-    d = c.difference
-    interval = f"{pp(d.estimate)}, 95% CI [{pp(d.low)}, {pp(d.high)}]"
-    if c.p_value < ALPHA:
-        better, worse = (c.model_a, c.model_b) if c.only_a > c.only_b else (c.model_b, c.model_a)
-        return (
-            f"**The data do not support 'the two models perform the same'.** {better} is "
-            f"right on {max(c.only_a, c.only_b):,} images where {worse} is wrong, and "
-            f"{worse} on only {min(c.only_a, c.only_b):,} the other way (exact McNemar "
-            f"{p_value(c.p_value)}); accuracy {c.model_a} − {c.model_b}: {interval}."
-        )
-    widest = max(abs(d.low), abs(d.high))
-    return (
-        f"**The data are consistent with 'the two models perform the same'** (exact "
-        f"McNemar {p_value(c.p_value)}; accuracy {c.model_a} − {c.model_b}: {interval}). "
-        f"That is no evidence of a difference, not proof of equality: differences of up "
-        f"to {widest * 100:.2f} percentage points are not ruled out."
-    )
-
-
-def paired_section(ev: Evaluation) -> Section:
-    if not ev.comparisons:
-        return Section(
-            "Do the models perform the same?",
-            ["Only one model was evaluated; the paired test needs two."],
-        )
-    blocks: list = []
-    for c in ev.comparisons:
-        blocks.append(
-            Table(
-                ["", f"{c.model_b} right", f"{c.model_b} wrong"],
-                [
-                    [f"{c.model_a} right", f"{c.both_right:,}", f"{c.only_a:,}"],
-                    [f"{c.model_a} wrong", f"{c.only_b:,}", f"{c.both_wrong:,}"],
-                ],
-                f"{c.model_a} vs {c.model_b} on the same images. McNemar's test uses only the "
-                "off-diagonal (discordant) cells.",
-            )
-        )
-        blocks.append(verdict(c))
-        blocks.append(
-            f"The two models predict the same class for {pct(c.agreement)} of the "
-            f"images; {c.discordant:,} images are right under one model only. Equal "
-            "accuracy would not mean equal predictions."
-        )
-    return Section("Do the models perform the same?", blocks)
-
-
 def per_class_section(ev: Evaluation, figures: dict[str, str]) -> Section:
+    """One table of per-class accuracy (every model side by side, with the study's), one of
+    precision and F1, so that three models still fit the page."""
     names = list(ev.models)
-    header = ["class", "images", "study acc."]
-    for n in names:
-        header += [f"{n} acc.", f"{n} precision", f"{n} F1"]
-    rows = []
+    accuracy_rows, quality_rows = [], []
     for i, cls in enumerate(CLASS_NAMES):
-        row = [cls, f"{int(np.sum(ev.labels == i)):,}", pct(study.PER_CLASS_ACCURACY[cls], 1)]
-        for n in names:
-            s = ev.models[n].metrics.per_class[i]
-            row += [pct(s.accuracy, 1), pct(s.precision, 1), pct(s.f1, 1)]
-        rows.append(row)
+        per_class = [ev.models[n].metrics.per_class[i] for n in names]
+        accuracy_rows.append(
+            [cls, f"{int(np.sum(ev.labels == i)):,}", pct(study.PER_CLASS_ACCURACY[cls], 1)]
+            + [pct(s.accuracy, 1) for s in per_class]
+        )
+        quality_rows.append([cls] + [f"{pct(s.precision, 1)} / {pct(s.f1, 1)}" for s in per_class])
     blocks: list = [
         Table(
-            header,
-            rows,
-            "Per-class accuracy is the recall: the share of the "
-            "class's images the model labels correctly (the study's definition).",
-        )
+            ["class", "images", "study acc.", *(f"{n} acc." for n in names)],
+            accuracy_rows,
+            "Per-class accuracy is the recall: the share of the class's images the model "
+            "labels correctly (the study's definition; its table does not say which of "
+            "baseline and deeper it describes).",
+        ),
+        Table(
+            ["class", *(f"{n} precision / F1" for n in names)],
+            quality_rows,
+            "Precision: the share of the images labelled as the class that are the class. "
+            "F1: the harmonic mean of precision and per-class accuracy.",
+        ),
     ]
     blocks.append(
         Image(
@@ -300,10 +208,17 @@ def calibration_section(ev: Evaluation, figures: dict[str, str]) -> Section:
         m = r.metrics
         mean_conf = float(np.mean(r.served.confidence)) if len(r.served.confidence) else 0.0
         lean = "over-confident" if mean_conf > m.accuracy.estimate else "under-confident"
+        temperature = temperature_of(r)
         lines.append(
             f"{n}: ECE {pct(m.ece)}, NLL {m.nll:.4f}; mean confidence "
             f"{pct(mean_conf)} against accuracy {pct(m.accuracy.estimate)} "
             f"(on average {lean})."
+            + (
+                f" Its probabilities are temperature-scaled (T = {temperature}, folded "
+                "into the ONNX graph)."
+                if temperature is not None
+                else ""
+            )
         )
     return Section(
         "Calibration",

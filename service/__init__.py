@@ -1,4 +1,5 @@
-"""Fashion-MNIST model service: both ONNX CNNs behind BentoML + onnxruntime.
+"""Fashion-MNIST model service: the ONNX CNNs (baseline, deeper, optional improved)
+behind BentoML + onnxruntime.
 
     python -m service.import_models --onnx-dir artifacts/onnx   # into the BentoML store
     bentoml serve service.service:FashionMNISTService           # or FMNIST_MODEL_DIR=...

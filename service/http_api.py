@@ -24,7 +24,7 @@ from starlette.routing import Route
 
 from fmnist.dataset import CLASS_NAMES
 from service.metrics import service_metrics
-from service.settings import MODEL_NAMES, ServiceSettings
+from service.settings import ServiceSettings
 from service.validation import (
     InputError,
     decode_image,
@@ -43,6 +43,7 @@ class Backend(Protocol):
     """What the routes need from the running service instance."""
 
     settings: ServiceSettings
+    served_models: tuple[str, ...]  # what a request may name; unknown_model lists them
 
     async def classify_one(self, model: str, pixels: np.ndarray) -> np.ndarray: ...
 
@@ -179,7 +180,7 @@ class OverloadedError(RuntimeError):
 async def classify(request: Request, backend: Backend) -> dict[str, Any]:
     settings = backend.settings
     data, fields = await read_form(request, settings.max_body_bytes, "image")
-    model = resolve_model(fields.get("model"), settings.default_model, MODEL_NAMES)
+    model = resolve_model(fields.get("model"), settings.default_model, backend.served_models)
     invert = parse_bool("invert", fields.get("invert"))
     if len(data) <= INLINE_DECODE_BYTES:
         pixels = decode_image(data, invert)
@@ -195,14 +196,14 @@ async def classify_batch(request: Request, backend: Backend) -> dict[str, Any]:
     pixels, raw_model = await anyio.to_thread.run_sync(
         pixels_from_json, body, settings.max_batch_size
     )
-    model = resolve_model(raw_model, settings.default_model, MODEL_NAMES)
+    model = resolve_model(raw_model, settings.default_model, backend.served_models)
     return batch_answer(model, await backend.classify_many(model, pixels))
 
 
 async def classify_npy(request: Request, backend: Backend) -> dict[str, Any]:
     settings = backend.settings
     data, fields = await read_form(request, settings.max_body_bytes, "array")
-    model = resolve_model(fields.get("model"), settings.default_model, MODEL_NAMES)
+    model = resolve_model(fields.get("model"), settings.default_model, backend.served_models)
     pixels = pixels_from_npy(data, settings.max_batch_size)
     return batch_answer(model, await backend.classify_many(model, pixels))
 

@@ -16,6 +16,7 @@ import bentoml
 
 from service.inference import OnnxModel
 from service.onnx_file import file_sha256, read_opset
+from service.settings import MODEL_NAMES, REQUIRED_MODELS
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,21 @@ ONNX_FILENAME = "model.onnx"
 
 def store_name(model: str) -> str:
     return f"{STORE_PREFIX}{model}"
+
+
+def in_store(model: str) -> bool:
+    """Whether the BentoML model store (a Bento's own, when serving one) has the model."""
+    try:
+        bentoml.models.get(f"{store_name(model)}:latest")
+    except bentoml.exceptions.NotFound:
+        return False
+    return True
+
+
+def models_in_store() -> tuple[str, ...]:
+    """The models to reference from the store: the required ones always (``bentoml serve``
+    and ``bentoml build`` then report a missing one), the optional ones when imported."""
+    return tuple(n for n in MODEL_NAMES if n in REQUIRED_MODELS or in_store(n))
 
 
 def import_onnx(name: str, path: Path) -> bentoml.Model:

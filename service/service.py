@@ -1,15 +1,19 @@
-"""The BentoML service: both Fashion-MNIST CNNs behind one class.
+"""The BentoML service: the Fashion-MNIST CNNs behind one class.
 
     bentoml serve service.service:FashionMNISTService                 # models from the store
     FMNIST_MODEL_DIR=artifacts/onnx bentoml serve service.service:FashionMNISTService
 
-Where the models come from (decided once, at import, by ``FMNIST_MODEL_DIR``):
-  * unset: class-level ``bentoml.models.BentoModel`` references to ``fmnist-baseline`` and
-    ``fmnist-deeper`` (imported with ``python -m service.import_models``), so that
-    ``bentoml build`` packs both models into the Bento and a Bento serves them;
-  * set: ``<dir>/baseline.onnx`` and ``<dir>/deeper.onnx`` straight from the folder
-    (tests, the Dockerfile), and the class holds no store reference at all, because
-    ``bentoml serve`` resolves every referenced model before it starts.
+Which models are served: ``baseline`` and ``deeper`` always (required), ``improved`` when
+it is there (optional). Where they come from (decided once, at import, by
+``FMNIST_MODEL_DIR``):
+  * unset: class-level ``bentoml.models.BentoModel`` references to ``fmnist-baseline``,
+    ``fmnist-deeper`` and, if the store has it, ``fmnist-improved`` (imported with
+    ``python -m service.import_models``), so that ``bentoml build`` packs exactly those
+    models into the Bento and a Bento serves them;
+  * set: ``<dir>/<name>.onnx`` straight from the folder (tests, the Dockerfile):
+    ``baseline.onnx`` and ``deeper.onnx`` must exist, ``improved.onnx`` is served if
+    present; the class then holds no store reference at all, because ``bentoml serve``
+    resolves every referenced model before it starts.
 
 The public endpoints (docs/api.md) are a mounted Starlette app (service.http_api) so
 that every bad input gets the contract's 4xx error body. Concurrent single images are
@@ -22,7 +26,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import bentoml
@@ -33,13 +37,31 @@ from fmnist.dataset import CLASS_NAMES
 from service.http_api import OverloadedError, create_app
 from service.inference import OnnxModel, choose_providers, load_model_dir
 from service.metrics import service_metrics
-from service.models_store import onnx_path_of, store_name
-from service.settings import MODEL_NAMES, ServiceSettings
+from service.models_store import models_in_store, onnx_path_of, store_name
+from service.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T", bound=type)
 
 SETTINGS = ServiceSettings.from_env()
-SETTINGS.check_model_dir()
+if SETTINGS.model_dir is not None:
+    SERVED_MODELS = SETTINGS.models_in_dir()
+    SETTINGS.check_default_served(SERVED_MODELS, f"FMNIST_MODEL_DIR={SETTINGS.model_dir}")
+else:
+    SERVED_MODELS = models_in_store()
+    SETTINGS.check_default_served(SERVED_MODELS, "the BentoML model store")
+
+
+def _store_references(cls: T) -> T:
+    """``<name>_model = BentoModel("fmnist-<name>:latest")`` for every served store model.
+
+    Added before ``@bentoml.service`` looks at the class, which collects them for
+    ``bentoml build`` and resolves them at ``bentoml serve``.
+    """
+    if SETTINGS.model_dir is None:
+        for name in SERVED_MODELS:
+            setattr(cls, f"{name}_model", bentoml.models.BentoModel(f"{store_name(name)}:latest"))
+    return cls
 
 
 @bentoml.service(
@@ -49,23 +71,22 @@ SETTINGS.check_model_dir()
     endpoints={"livez": "/livez", "readyz": "/readyz"},
 )
 @bentoml.asgi_app(create_app(), path="/")
+@_store_references
 class FashionMNISTService:
-    """Classifies Fashion-MNIST images with the baseline and the deeper CNN (ONNX)."""
-
-    if SETTINGS.model_dir is None:
-        baseline_model = bentoml.models.BentoModel(f"{store_name('baseline')}:latest")
-        deeper_model = bentoml.models.BentoModel(f"{store_name('deeper')}:latest")
+    """Classifies Fashion-MNIST images with the served CNNs (ONNX): baseline, deeper and,
+    when available, improved."""
 
     def __init__(self) -> None:
         self.settings = SETTINGS
+        self.served_models = SERVED_MODELS
         self._ready = False
         providers = choose_providers(SETTINGS.ort_provider)
         intra, inter = SETTINGS.ort_intra_threads, SETTINGS.ort_inter_threads
         if SETTINGS.model_dir is not None:
-            self.models = load_model_dir(SETTINGS.model_dir, MODEL_NAMES, intra, inter, providers)
+            self.models = load_model_dir(SETTINGS.model_dir, SERVED_MODELS, intra, inter, providers)
         else:
             self.models = {}
-            for name in MODEL_NAMES:
+            for name in SERVED_MODELS:
                 path, sha256, opset = onnx_path_of(getattr(self, f"{name}_model"))
                 self.models[name] = OnnxModel(name, path, intra, inter, providers, sha256, opset)
         self.metrics = service_metrics()

@@ -13,7 +13,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-MODEL_NAMES: tuple[str, ...] = ("baseline", "deeper")
+# Every model the service knows, in listing order. The required ones must be there; the
+# optional ones (``improved``, from training's improved recipe) are served when present.
+MODEL_NAMES: tuple[str, ...] = ("baseline", "deeper", "improved")
+REQUIRED_MODELS: tuple[str, ...] = ("baseline", "deeper")
+OPTIONAL_MODELS: tuple[str, ...] = tuple(n for n in MODEL_NAMES if n not in REQUIRED_MODELS)
 PREFIX = "FMNIST_"
 
 
@@ -57,7 +61,7 @@ class ServiceSettings:
         default_model = env.get(PREFIX + "DEFAULT_MODEL", "baseline").strip() or "baseline"
         if default_model not in MODEL_NAMES:
             raise SettingsError(
-                f"{PREFIX}DEFAULT_MODEL={default_model!r} is not a served model "
+                f"{PREFIX}DEFAULT_MODEL={default_model!r} is not a known model "
                 f"(expected one of {', '.join(MODEL_NAMES)})"
             )
         provider = env.get(PREFIX + "ORT_PROVIDER", "auto").strip().lower() or "auto"
@@ -86,14 +90,34 @@ class ServiceSettings:
         return settings
 
     def check_model_dir(self) -> None:
-        """Fail early when FMNIST_MODEL_DIR is set but lacks a model file."""
+        """Fail early when FMNIST_MODEL_DIR is set but lacks a required model file."""
         if self.model_dir is None:
             return
-        missing = [n for n in MODEL_NAMES if not (self.model_dir / f"{n}.onnx").is_file()]
+        missing = [n for n in REQUIRED_MODELS if not (self.model_dir / f"{n}.onnx").is_file()]
         if missing:
             raise SettingsError(
                 f"{PREFIX}MODEL_DIR={self.model_dir} lacks "
                 + ", ".join(f"{n}.onnx" for n in missing)
                 + " (expected the files written by fmnist-export, or unset it to load the "
                 "models from the BentoML store)"
+            )
+
+    def models_in_dir(self) -> tuple[str, ...]:
+        """The models FMNIST_MODEL_DIR provides: the required ones (checked) and any optional."""
+        if self.model_dir is None:
+            raise SettingsError(f"{PREFIX}MODEL_DIR is not set")
+        self.check_model_dir()
+        return tuple(
+            n
+            for n in MODEL_NAMES
+            if n in REQUIRED_MODELS or (self.model_dir / f"{n}.onnx").is_file()
+        )
+
+    def check_default_served(self, served: tuple[str, ...], source: str) -> None:
+        """FMNIST_DEFAULT_MODEL must be one of the models actually served."""
+        if self.default_model not in served:
+            raise SettingsError(
+                f"{PREFIX}DEFAULT_MODEL={self.default_model!r} is not served: {source} "
+                f"provides {', '.join(served)} (add {self.default_model} there or pick one "
+                "of those)"
             )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import shutil
 import socket
 import threading
 import time
@@ -60,11 +61,11 @@ def onnx_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """
     torch = pytest.importorskip("torch")
     from training.export import export_onnx
-    from training.models import MODELS, build_model, count_parameters
+    from training.models import build_model, count_parameters
 
     folder = tmp_path_factory.mktemp("onnx")
     paths = {}
-    for name in MODELS:
+    for name in ("baseline", "deeper"):  # not MODELS: it also has the optional "improved"
         torch.manual_seed(0)
         net = build_model(name).eval()
         paths[name] = export_onnx(
@@ -80,6 +81,41 @@ def onnx_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                 "code_revision": "test",
             },
         )
+    return paths
+
+
+@pytest.fixture(scope="session")
+def onnx_models_three(
+    onnx_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
+    """baseline.onnx and deeper.onnx (copies of ``onnx_models``) plus improved.onnx.
+
+    ``improved`` is a seeded, untrained ImprovedCNN exported with temperature 1.5 folded
+    into the graph, with the improved recipe's extra metadata (``temperature``, ``weights``).
+    """
+    torch = pytest.importorskip("torch")
+    from training.export import export_onnx
+    from training.models import build_model, count_parameters
+
+    folder = tmp_path_factory.mktemp("onnx-three")
+    paths = {n: Path(shutil.copy2(p, folder / p.name)) for n, p in onnx_models.items()}
+    torch.manual_seed(0)
+    net = build_model("improved").eval()
+    paths["improved"] = export_onnx(
+        net,
+        folder / "improved.onnx",
+        {
+            "model_name": "improved",
+            "class_names": list(CLASS_NAMES),
+            "parameters": str(count_parameters(net)),
+            "test_accuracy": "0.1",
+            "val_accuracy": "0.1",
+            "code_revision": "test",
+            "temperature": "1.5",
+            "weights": "best",
+        },
+        temperature=1.5,
+    )
     return paths
 
 
@@ -242,6 +278,23 @@ def fake_service(onnx_models: dict[str, Path]) -> Iterator[Callable[..., FakeSer
 
     def start(**options: Any) -> FakeService:
         service = FakeService(onnx_models, **options).__enter__()
+        started.append(service)
+        return service
+
+    yield start
+    for service in started:
+        service.__exit__(None, None, None)
+
+
+@pytest.fixture
+def fake_service_three(
+    onnx_models_three: dict[str, Path],
+) -> Iterator[Callable[..., FakeService]]:
+    """Like ``fake_service``, serving baseline, deeper and improved."""
+    started: list[FakeService] = []
+
+    def start(**options: Any) -> FakeService:
+        service = FakeService(onnx_models_three, **options).__enter__()
         started.append(service)
         return service
 

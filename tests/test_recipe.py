@@ -101,3 +101,36 @@ def test_short_improved_run(synthetic_data_dir: Path, tmp_path: Path) -> None:
     assert len(history) == 4 or history[-1]["epoch"] - summary["best_epoch"] == 1
     cal = summary["calibration"]
     assert cal["val_after"]["nll"] <= cal["val_before"]["nll"] + 1e-6
+
+
+def test_seeds_cli_reports_mean_and_std(synthetic_data_dir: Path, tmp_path: Path) -> None:
+    from training.seeds import main as seeds_main
+
+    code = seeds_main(
+        [
+            "--model",
+            "baseline",
+            "--seeds",
+            "3",
+            "4",
+            "--epochs",
+            "1",
+            "--limit-batches",
+            "2",
+            "--data-dir",
+            str(synthetic_data_dir),
+            "--skip-checksums",
+            "--out",
+            str(tmp_path / "a"),
+            "--results",
+            str(tmp_path / "r"),
+        ]
+    )
+    assert code == 0
+    rows = json.loads((tmp_path / "r/seeds_baseline.json").read_text())
+    assert set(rows) == {"3", "4"}
+    accs = [100 * rows[s]["test_acc"] for s in ("3", "4")]
+    table = (tmp_path / "r/seeds_baseline.md").read_text()
+    mean = sum(accs) / 2
+    assert f"{mean:.2f} ±" in table
+    assert (tmp_path / "a/seeds/seed-3/runs/baseline/summary.json").exists()

@@ -165,8 +165,9 @@ def train_one_epoch(
         xb = _prepare(xb, channels_last)
         yb = y[idx].to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
-        logits = model(xb)
-        loss = nn.functional.cross_entropy(logits, yb, label_smoothing=recipe.label_smoothing)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=recipe.bf16_autocast):
+            logits = model(xb)
+            loss = nn.functional.cross_entropy(logits, yb, label_smoothing=recipe.label_smoothing)
         loss.backward()
         optimizer.step()
         if scheduler is not None:

@@ -1,0 +1,101 @@
+"""Train one model with several seeds and report mean ± standard deviation.
+
+    python -m training.seeds --model improved --seeds 42 1 2      # make seeds
+
+Each seed is an ordinary ``fmnist-train`` run (its own split, order, augmentation and
+initialisation) in ``OUT/seeds/seed-N``; finished seeds are reused, so the command can be
+stopped and run again. Writes ``RESULTS/seeds_MODEL.md`` and ``.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+from fmnist.dataset import DatasetError
+from training.data import load_datasets
+from training.recipe import RECIPES
+from training.train import TrainConfig, train_model
+
+KEYS = (
+    ("test_acc", "test accuracy", 100, "%"),
+    ("best_val_acc", "best validation accuracy", 100, "%"),
+    ("epochs", "epochs run", 1, ""),
+    ("temperature", "temperature", 1, ""),
+    ("test_ece_before", "test ECE before scaling", 100, "%"),
+    ("test_ece_after", "test ECE after scaling", 100, "%"),
+    ("train_minutes", "training time (min)", 1, ""),
+)
+
+
+def flatten(summary: dict[str, Any]) -> dict[str, float]:
+    cal = summary["calibration"]
+    return {
+        "test_acc": summary["test_acc"],
+        "best_val_acc": summary["best_val_acc"],
+        "epochs": summary["epochs"],
+        "temperature": summary["temperature"],
+        "test_ece_before": cal["test_before"]["ece"],
+        "test_ece_after": cal["test_after"]["ece"],
+        "train_minutes": summary["train_seconds"] / 60,
+    }
+
+
+def seed_table(model: str, rows: dict[int, dict[str, float]]) -> str:
+    seeds = sorted(rows)
+    head = "| | " + " | ".join(f"seed {s}" for s in seeds) + " | mean ± std |"
+    lines = [
+        f"### `{model}` over {len(seeds)} seeds",
+        "",
+        head,
+        "|---|" + "---:|" * (len(seeds) + 1),
+    ]
+    for key, label, scale, unit in KEYS:
+        values = [rows[s][key] * scale for s in seeds]
+        std = statistics.stdev(values) if len(values) > 1 else 0.0
+        cells = " | ".join(f"{v:.2f}{unit}" for v in values)
+        lines.append(f"| {label} | {cells} | {statistics.mean(values):.2f} ± {std:.2f}{unit} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    p.add_argument("--model", default="improved", choices=sorted(RECIPES))
+    p.add_argument("--seeds", nargs="+", type=int, default=[42, 1, 2])
+    p.add_argument("--out", type=Path, default=Path("artifacts"))
+    p.add_argument("--results", type=Path, default=Path("docs/results"))
+    p.add_argument("--data-dir", type=Path, default=None)
+    p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
+    p.add_argument("--limit-batches", type=int, default=None)
+    p.add_argument("--skip-checksums", action="store_true")
+    args = p.parse_args(argv)
+    rows: dict[int, dict[str, float]] = {}
+    for seed in args.seeds:
+        try:
+            data = load_datasets(args.data_dir, seed=seed, verify=not args.skip_checksums)
+        except DatasetError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        cfg = TrainConfig.for_model(
+            args.model, seed=seed, epochs=args.epochs, limit_batches=args.limit_batches
+        )
+        # Seed 42 is the main run's seed: reuse artifacts/runs rather than train it twice.
+        out = args.out if seed == 42 else args.out / "seeds" / f"seed-{seed}"
+        rows[seed] = flatten(train_model(cfg, data, out))
+        print(f"{args.model} seed {seed}: test {100 * rows[seed]['test_acc']:.2f} %", flush=True)
+    table = seed_table(args.model, rows)
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / f"seeds_{args.model}.md").write_text(table)
+    (args.results / f"seeds_{args.model}.json").write_text(json.dumps(rows, indent=2) + "\n")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
