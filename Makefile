@@ -51,7 +51,7 @@ loadtest: setup  ## load test: start the service, 32 users for 60 s, check p99/e
 loadtest-short: setup  ## the CI-sized load test: 8 users for 15 s, same targets
 	bash scripts/loadtest.sh --model-dir $(ARTIFACTS)/onnx --users 8 --run-time 15s --min-rps 20 $(LOADTEST_ARGS)
 
-soak: setup  ## 10-minute soak at 16 users: no errors, server RSS growth <= 10 % (not CI)
+soak: setup  ## 10-minute soak, 16 users at moderate load: no errors, server RSS growth <= 10 % (not CI)
 	$(PY) -m loadtests.soak --model-dir $(ARTIFACTS)/onnx --users 16 --duration 10m
 
 container-smoke: setup  ## build the image, start it, classify a test image, read /metrics, stop

@@ -176,6 +176,14 @@ def run_locust(url: str, users: int, args: argparse.Namespace, extra: list[str])
     return stats
 
 
+def training_running() -> bool:
+    """Whether a training job shares the CPUs (it skews every figure)."""
+    for p in psutil.process_iter(["cmdline"]):
+        if any("fmnist-train" in part for part in (p.info["cmdline"] or [])):
+            return True
+    return False
+
+
 def environment() -> dict[str, Any]:
     """Hardware, versions, service settings and concurrent load: what a reader needs."""
     from importlib.metadata import PackageNotFoundError, version
@@ -192,11 +200,6 @@ def environment() -> dict[str, Any]:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    training = [
-        p.pid
-        for p in psutil.process_iter(["cmdline"])
-        if any("fmnist-train" in part for part in (p.info["cmdline"] or []))
-    ]
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
@@ -204,7 +207,7 @@ def environment() -> dict[str, Any]:
         "python": platform.python_version(),
         "versions": versions,
         "settings": {k: v for k, v in os.environ.items() if k.startswith("FMNIST_")},
-        "training_job_running": bool(training),
+        "training_job_running": training_running(),
         "load_average_1m": round(os.getloadavg()[0], 2),
     }
 
@@ -229,6 +232,7 @@ def measure(url: str, users: int, args: argparse.Namespace, extra: list[str]) ->
         "checks": [asdict(c) for c in checks],
         "passed": all(c.ok for c in checks),
         "load_average_1m_end": round(os.getloadavg()[0], 2),
+        "training_job_running_end": training_running(),
     }
 
 

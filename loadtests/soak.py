@@ -28,6 +28,9 @@ from loadtests.server import rss_bytes, scrape, server_figures, server_processes
 from loadtests.thresholds import Thresholds, check_thresholds, read_stats_csv
 
 log = logging.getLogger("loadtests.soak")
+# Moderate load: users think 0.1-0.3 s between requests, so the service runs well below
+# saturation (the sweep in docs/performance.md saturates 2 cores at about 8 busy users).
+MODERATE = ("--wait-min", "0.1", "--wait-max", "0.3")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -48,8 +51,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--out", type=Path, default=ROOT / "reports" / "soak")
     p.add_argument("--ready-timeout", type=float, default=120.0)
-    p.add_argument("locust_args", nargs="*", help="after --: passed to locust")
-    return p.parse_args(argv)
+    p.add_argument(
+        "locust_args", nargs="*", help=f"after --: passed to locust (default: {' '.join(MODERATE)})"
+    )
+    args = p.parse_args(argv)
+    args.locust_args = args.locust_args or list(MODERATE)
+    return args
 
 
 def memory_growth(samples: list[tuple[float, float]], warmup_s: float) -> dict[str, float]:

@@ -36,4 +36,4 @@ def test_dropout_is_active_only_in_training_mode() -> None:
 def test_unknown_model_lists_known_ones() -> None:
     with pytest.raises(ValueError, match="baseline"):
         build_model("resnet")
-    assert set(MODELS) == {"baseline", "deeper"}
+    assert set(MODELS) == {"baseline", "deeper", "improved"}
