@@ -9,7 +9,7 @@ RESULTS ?= docs/results
 PORT ?= 3000
 
 .PHONY: help setup all train export report import-models serve evaluate test test-fast lint \
-        bench-train bench-serve loadtest loadtest-short soak container-smoke clean
+        bench-train bench-serve loadtest loadtest-short soak container-smoke clean seeds
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -56,3 +56,10 @@ soak: setup  ## 10-minute soak, 16 users at moderate load: no errors, server RSS
 
 container-smoke: setup  ## build the image, start it, classify a test image, read /metrics, stop
 	MODEL_SRC=$${MODEL_SRC:-$(ARTIFACTS)/onnx} bash scripts/container_smoke.sh
+
+serve: setup  ## import artifacts/onnx into the BentoML model store and serve on :$(PORT)
+	$(PY) -m service.import_models --onnx-dir $(ARTIFACTS)/onnx
+	.venv/bin/bentoml serve service.service:FashionMNISTService --port $(PORT)
+
+seeds: setup  ## the improved recipe over 3 seeds: mean ± std (about 15 min a seed)
+	$(PY) -m training.seeds --model improved --seeds 42 1 2 --out $(ARTIFACTS) --results $(RESULTS)
