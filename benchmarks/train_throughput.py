@@ -70,6 +70,7 @@ def tensor_loop(
     batches: int,
     channels_last: bool,
     compile_model: bool = False,
+    bf16: bool = False,
 ) -> float:
     torch.manual_seed(0)
     model: nn.Module = build_model(name)
@@ -78,9 +79,9 @@ def tensor_loop(
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     if compile_model:
         model = torch.compile(model)
-    cfg = TrainConfig.for_model(name, epochs=1, limit_batches=5)
+    cfg = TrainConfig.for_model(name, epochs=1, limit_batches=5, bf16_autocast=bf16)
     train_one_epoch(model, opt, x, y, cfg, 1, channels_last)  # warm-up (and compilation)
-    cfg = TrainConfig.for_model(name, epochs=1, limit_batches=batches)
+    cfg = TrainConfig.for_model(name, epochs=1, limit_batches=batches, bf16_autocast=bf16)
     start = time.perf_counter()
     train_one_epoch(model, opt, x, y, cfg, 2, channels_last)
     return min(batches * 64, len(x)) / (time.perf_counter() - start)

@@ -73,18 +73,7 @@ def onnx_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             folder / f"{name}.onnx",
             {
                 "model_name": name,
-                "class_names": [
-                    "T-shirt/top",
-                    "Trouser",
-                    "Pullover",
-                    "Dress",
-                    "Coat",
-                    "Sandal",
-                    "Shirt",
-                    "Sneaker",
-                    "Bag",
-                    "Ankle boot",
-                ],
+                "class_names": list(CLASS_NAMES),
                 "parameters": str(count_parameters(net)),
                 "test_accuracy": "0.1",
                 "val_accuracy": "0.1",
@@ -281,19 +270,24 @@ class FakeService:
         self.server.server_close()
 
 
-@pytest.fixture
-def fake_service(onnx_models: dict[str, Path]) -> Iterator[Callable[..., FakeService]]:
-    """Start FakeService(onnx_models, **options) servers; all stop at teardown."""
+def _fake_services(models: dict[str, Path]) -> Iterator[Callable[..., FakeService]]:
+    """Start FakeService(models, **options) servers; all stop at teardown."""
     started: list[FakeService] = []
 
     def start(**options: Any) -> FakeService:
-        service = FakeService(onnx_models, **options).__enter__()
+        service = FakeService(models, **options).__enter__()
         started.append(service)
         return service
 
     yield start
     for service in started:
         service.__exit__(None, None, None)
+
+
+@pytest.fixture
+def fake_service(onnx_models: dict[str, Path]) -> Iterator[Callable[..., FakeService]]:
+    """FakeService servers for baseline and deeper."""
+    yield from _fake_services(onnx_models)
 
 
 @pytest.fixture
@@ -301,16 +295,7 @@ def fake_service_three(
     onnx_models_three: dict[str, Path],
 ) -> Iterator[Callable[..., FakeService]]:
     """Like ``fake_service``, serving baseline, deeper and improved."""
-    started: list[FakeService] = []
-
-    def start(**options: Any) -> FakeService:
-        service = FakeService(onnx_models_three, **options).__enter__()
-        started.append(service)
-        return service
-
-    yield start
-    for service in started:
-        service.__exit__(None, None, None)
+    yield from _fake_services(onnx_models_three)
 
 
 @pytest.fixture
