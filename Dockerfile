@@ -43,7 +43,9 @@ COPY --from=deps /opt/venv /opt/venv
 WORKDIR /app
 COPY fmnist/ fmnist/
 COPY service/ service/
-COPY ${MODEL_DIR}/baseline.onnx ${MODEL_DIR}/deeper.onnx models/
+# baseline.onnx and deeper.onnx (required), improved.onnx when present: the glob copies
+# what the context holds, and the service serves every model it finds there.
+COPY ${MODEL_DIR}/*.onnx models/
 USER 10001
 EXPOSE 3000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=60s --retries=3 \

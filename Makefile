@@ -46,7 +46,7 @@ clean:  ## remove build outputs (keeps artifacts/ and the venv)
 
 LOADTEST_ARGS ?=
 loadtest: setup  ## load test: start the service, 32 users for 60 s, check p99/errors/throughput
-	bash scripts/loadtest.sh --model-dir $(ARTIFACTS)/onnx --users 32 --run-time 60s $(LOADTEST_ARGS)
+	bash scripts/loadtest.sh --model-dir $(ARTIFACTS)/onnx --users 32 --run-time 60s --min-rps 100 $(LOADTEST_ARGS)
 
 loadtest-short: setup  ## the CI-sized load test: 8 users for 15 s, same targets
 	bash scripts/loadtest.sh --model-dir $(ARTIFACTS)/onnx --users 8 --run-time 15s --min-rps 20 $(LOADTEST_ARGS)

@@ -51,7 +51,9 @@ mkdir -p build
 model_arg=$MODEL_SRC
 if [ "$(realpath "$MODEL_SRC")" != "$(realpath -m artifacts/onnx)" ]; then
   mkdir -p build/docker-models
+  rm -f build/docker-models/*.onnx
   cp "$MODEL_SRC/baseline.onnx" "$MODEL_SRC/deeper.onnx" build/docker-models/
+  [ -f "$MODEL_SRC/improved.onnx" ] && cp "$MODEL_SRC/improved.onnx" build/docker-models/
   model_arg=build/docker-models
 fi
 

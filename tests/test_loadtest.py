@@ -12,17 +12,12 @@ import importlib.util
 import io
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # `pytest` (not `python -m pytest`) leaves the root out
-    sys.path.insert(0, str(ROOT))
-
-from loadtests import payloads, report, run, soak, thresholds  # noqa: E402
+from loadtests import payloads, report, run, soak, thresholds
 from loadtests.server import scrape_totals, server_figures  # noqa: E402
 
 HEADER = (
