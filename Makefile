@@ -1,5 +1,5 @@
 # One entry point for every job. `make help` lists them.
-#   make all    set up, train (or reuse) both models, export, figures, serve, evaluate
+#   make all    set up, train (or reuse) the three models, export, figures, serve, evaluate
 #   make test   set up, then the whole test suite (what CI runs)
 SHELL := /bin/bash
 .DEFAULT_GOAL := help

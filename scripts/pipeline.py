@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from service.launch import bentoml_server
+from training.models import MODELS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,26 +38,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--artifacts", type=Path, default=Path("artifacts"))
     p.add_argument("--results", type=Path, default=Path("docs/results"))
-    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument(
+        "--models",
+        nargs="+",
+        default=list(MODELS),
+        choices=list(MODELS),
+        help="the study's baseline and deeper, and the improved recipe",
+    )
+    p.add_argument("--epochs", type=int, default=None, help="override every recipe's epochs")
     p.add_argument("--limit-batches", type=int, default=None)
     p.add_argument("--data-dir", type=Path, default=None)
     args = p.parse_args(argv)
 
     data = ["--data-dir", str(args.data_dir)] if args.data_dir else []
     quick = ["--limit-batches", str(args.limit_batches)] if args.limit_batches else []
-    step(
-        "train",
-        [
-            "training.train",
-            "--out",
-            str(args.artifacts),
-            "--epochs",
-            str(args.epochs),
-            *quick,
-            *data,
-        ],
-    )
-    step("export", ["training.export", "--out", str(args.artifacts), *data])
+    if args.epochs:
+        quick += ["--epochs", str(args.epochs)]
+    models = ["--models", *args.models]
+    step("train", ["training.train", "--out", str(args.artifacts), *models, *quick, *data])
+    step("export", ["training.export", "--out", str(args.artifacts), *models, *data])
     step(
         "figures",
         ["training.report", "--artifacts", str(args.artifacts), "--out", str(args.results), *data],
