@@ -43,6 +43,18 @@ def models_in_store() -> tuple[str, ...]:
     return tuple(n for n in MODEL_NAMES if n in REQUIRED_MODELS or in_store(n))
 
 
+def _store_safe(value: Any) -> Any:
+    """BentoML metadata takes no None: JSON ``null`` values inside the ONNX metadata (for
+    example ``training_config.patience``) are kept as the string ``"null"``."""
+    if value is None:
+        return "null"
+    if isinstance(value, dict):
+        return {k: _store_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_store_safe(v) for v in value]
+    return value
+
+
 def import_onnx(name: str, path: Path) -> bentoml.Model:
     """Copy one ONNX file into the BentoML model store as ``fmnist-<name>``."""
     path = Path(path)
@@ -57,7 +69,7 @@ def import_onnx(name: str, path: Path) -> bentoml.Model:
         "test_accuracy": card.test_accuracy,
         "val_accuracy": card.val_accuracy,
         "input": card.input,
-        "onnx_metadata": card.metadata,
+        "onnx_metadata": _store_safe(card.metadata),
     }
     labels = {"project": "fmnist", "model": name, "format": "onnx"}
     with bentoml.models.create(

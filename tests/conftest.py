@@ -112,6 +112,8 @@ def onnx_models_three(
             "code_revision": "test",
             "temperature": "1.5",
             "weights": "best",
+            # As fmnist-export writes it: JSON with nulls (the model store rejects None).
+            "training_config": {"model": "improved", "patience": None, "limit_batches": None},
         },
         temperature=1.5,
     )
