@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batches", type=int, default=150, help="timed batches per variant")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     p.add_argument("--compile", action="store_true", help="also time torch.compile")
+    p.add_argument("--only", nargs="*", default=None, help="run only variants containing these")
     p.add_argument("--models", nargs="+", default=list(STUDY_MODELS))
     args = p.parse_args(argv)
     if args.threads:
@@ -139,10 +140,19 @@ def main(argv: list[str] | None = None) -> None:
             )
         variants.append(
             (
+                "in-memory tensors, channels-last, bf16 autocast (not the study's fp32)",
+                partial(tensor_loop, name, x, y, args.batches, channels_last=True, bf16=True),
+            )
+        )
+        variants.append(
+            (
                 f"**project step** ({'channels-last' if cl else 'NCHW'})",
                 partial(tensor_loop, name, x, y, args.batches, channels_last=cl),
             )
         )
+        if args.only:
+            keep = [v for v in variants[1:] if any(o in v[0] for o in args.only)]
+            variants = variants[:1] + keep
         plain = None
         for label, fn in variants:
             rate = fn()
