@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import statistics
 import sys
 from pathlib import Path
@@ -75,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit-batches", type=int, default=None)
     p.add_argument("--skip-checksums", action="store_true")
     args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     rows: dict[int, dict[str, float]] = {}
     for seed in args.seeds:
         try:
