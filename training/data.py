@@ -7,6 +7,7 @@ pipeline is most of the speed-up over a plain torchvision loop (benchmarks/).
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,4 +58,20 @@ def load_datasets(
         test_images=arrays["test_images"],
         checksums=sums,
         source=folder,
+    )
+
+
+def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--data-dir`` and ``--skip-checksums``, the same for every training CLI."""
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="folder with the four IDX files (else $FMNIST_DATA_DIR, the Debian package, "
+        "the cache)",
+    )
+    parser.add_argument(
+        "--skip-checksums",
+        action="store_true",
+        help="accept IDX files whose md5 differs from the official ones (synthetic data)",
     )

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from fmnist.dataset import CLASS_NAMES, DatasetError, load_test_set
+from training.data import add_dataset_arguments
 from training.models import MODELS, build_model, count_parameters
 
 log = logging.getLogger(__name__)
@@ -231,13 +232,8 @@ def main(argv: list[str] | None = None) -> int:
         default=Path("artifacts"),
         help="artifacts folder: reads OUT/runs/MODEL, writes OUT/onnx/MODEL.onnx",
     )
-    p.add_argument("--data-dir", type=Path, default=None, help="dataset folder (for parity)")
+    add_dataset_arguments(p)
     p.add_argument("--limit", type=int, default=None, help="parity on the first N test images")
-    p.add_argument(
-        "--skip-checksums",
-        action="store_true",
-        help="accept IDX files whose md5 differs from the official ones",
-    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("onnxscript").setLevel(logging.WARNING)  # the exporter's pass chatter

@@ -28,7 +28,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from fmnist.dataset import CLASS_NAMES, DatasetError, load_test_set  # noqa: E402
-from training.data import scale_pixels  # noqa: E402
+from training.data import add_dataset_arguments, scale_pixels  # noqa: E402
 from training.models import MODELS, build_model, conv_layers  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -224,12 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--artifacts", type=Path, default=Path("artifacts"))
     p.add_argument("--out", type=Path, default=Path("docs/results"))
-    p.add_argument("--data-dir", type=Path, default=None)
-    p.add_argument(
-        "--skip-checksums",
-        action="store_true",
-        help="accept IDX files whose md5 differs from the official ones",
-    )
+    add_dataset_arguments(p)
     args = p.parse_args(argv)
     try:
         written = write_report(args.artifacts, args.out, args.data_dir, not args.skip_checksums)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from fmnist.dataset import DatasetError
-from training.data import load_datasets
+from training.data import add_dataset_arguments, load_datasets
 from training.recipe import RECIPES
 from training.train import TrainConfig, train_model
 
@@ -71,10 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", nargs="+", type=int, default=[42, 1, 2])
     p.add_argument("--out", type=Path, default=Path("artifacts"))
     p.add_argument("--results", type=Path, default=Path("docs/results"))
-    p.add_argument("--data-dir", type=Path, default=None)
+    add_dataset_arguments(p)
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
     p.add_argument("--limit-batches", type=int, default=None)
-    p.add_argument("--skip-checksums", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     rows: dict[int, dict[str, float]] = {}

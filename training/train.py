@@ -26,7 +26,7 @@ from torch import nn
 from tqdm import tqdm
 
 from fmnist.dataset import DatasetError
-from training.data import Datasets, load_datasets
+from training.data import Datasets, add_dataset_arguments, load_datasets
 from training.models import STUDY_MODELS, build_model, count_parameters
 from training.recipe import (
     RECIPES,
@@ -371,20 +371,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--limit-batches", type=int, default=None, help="quick mode: at most N batches per epoch"
     )
-    p.add_argument(
-        "--data-dir",
-        type=Path,
-        default=None,
-        help="folder with the four IDX files (else $FMNIST_DATA_DIR, the Debian "
-        "package, the cache)",
-    )
+    add_dataset_arguments(p)
     p.add_argument(
         "--download", action="store_true", help="download the dataset when it is nowhere on disk"
-    )
-    p.add_argument(
-        "--skip-checksums",
-        action="store_true",
-        help="accept IDX files whose md5 differs from the official ones",
     )
     p.add_argument("--out", type=Path, default=Path("artifacts"), help="output folder")
     p.add_argument(
