@@ -21,6 +21,7 @@ import pytest
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
+from fmnist.dataset import CLASS_NAMES as FASHION_CLASSES
 from service.launch import REPO_ROOT, bentoml_server
 from service.onnx_file import file_sha256
 
@@ -28,18 +29,7 @@ pytestmark = pytest.mark.slow
 
 MAX_BATCH = 16
 MAX_BODY = 200_000
-CLASS_NAMES = [
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-]
+CLASS_NAMES = list(FASHION_CLASSES)
 
 
 @pytest.fixture(scope="module")
