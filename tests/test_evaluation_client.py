@@ -78,50 +78,41 @@ def test_client_gives_up_on_a_service_that_stays_overloaded() -> None:
     assert calls[2] - calls[1] < 0.3  # then back to the policy's own (short) backoff
 
 
-def test_client_rejects_an_answer_with_another_class_order() -> None:
-    """Scoring against a reordered label list would be silently wrong: it must stop."""
+def classify_against(body: dict[str, Any], images: int) -> None:
+    """Run the client's /classify_npy call against a server that answers ``body``."""
 
     def answer(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(
-            200,
-            json={
-                "model": "baseline",
-                "count": 1,
-                "class_names": list(reversed(CLASS_NAMES)),
-                "class_index": [0],
-                "confidence": [1.0],
-                "probabilities": [[1.0] + [0.0] * 9],
-            },
-        )
+        return httpx.Response(200, json=body)
 
     async def go() -> None:
         async with ServiceClient("http://svc", transport=httpx.MockTransport(answer)) as c:
-            await c.classify_npy(np.zeros((1, 28, 28), np.uint8), "baseline")
+            await c.classify_npy(np.zeros((images, 28, 28), np.uint8), "baseline")
 
+    asyncio.run(go())
+
+
+def one_answer(**changes: Any) -> dict[str, Any]:
+    """A well-formed batch answer for one image, with ``changes`` applied."""
+    return {
+        "model": "baseline",
+        "count": 1,
+        "class_names": list(CLASS_NAMES),
+        "class_index": [0],
+        "confidence": [1.0],
+        "probabilities": [[1.0] + [0.0] * 9],
+        **changes,
+    }
+
+
+def test_client_rejects_an_answer_with_another_class_order() -> None:
+    """Scoring against a reordered label list would be silently wrong: it must stop."""
     with pytest.raises(ServiceError, match="class_names"):
-        asyncio.run(go())
+        classify_against(one_answer(class_names=list(reversed(CLASS_NAMES))), images=1)
 
 
 def test_client_rejects_a_short_answer() -> None:
-    def answer(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(
-            200,
-            json={
-                "model": "baseline",
-                "count": 1,
-                "class_names": list(CLASS_NAMES),
-                "class_index": [0],
-                "confidence": [1.0],
-                "probabilities": [[0.1] * 10],
-            },
-        )
-
-    async def go() -> None:
-        async with ServiceClient("http://svc", transport=httpx.MockTransport(answer)) as c:
-            await c.classify_npy(np.zeros((2, 28, 28), np.uint8), "baseline")
-
     with pytest.raises(ServiceError, match=r"shapes class_index \(1,\)"):
-        asyncio.run(go())
+        classify_against(one_answer(probabilities=[[0.1] * 10]), images=2)
 
 
 @pytest.mark.slow

@@ -27,29 +27,12 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
+from evaluation.study import SUMMARY_TABLE as STUDY  # noqa: E402
 from fmnist.dataset import CLASS_NAMES, DatasetError, load_test_set  # noqa: E402
 from training.data import add_dataset_arguments, scale_pixels  # noqa: E402
 from training.models import MODELS, build_model, conv_layers  # noqa: E402
 
 log = logging.getLogger(__name__)
-
-# The study's published summary table (shared/study), for the comparison rows.
-STUDY = {
-    "baseline": {
-        "best_val_acc": 0.9288,
-        "best_epoch": 16,
-        "final_val_acc": 0.9267,
-        "final_train_acc": 0.9585,
-        "test_acc": 0.9223,
-    },
-    "deeper": {
-        "best_val_acc": 0.9295,
-        "best_epoch": 20,
-        "final_val_acc": 0.9295,
-        "final_train_acc": 0.9800,
-        "test_acc": 0.9223,
-    },
-}
 
 
 def load_run(run: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
