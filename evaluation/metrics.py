@@ -16,8 +16,8 @@ from scipy.stats import binomtest
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support, top_k_accuracy_score
 
 from fmnist.dataset import CLASS_NAMES, NUM_CLASSES
+from fmnist.metrics import ECE_BINS, Reliability, reliability
 
-ECE_BINS = 15
 BOOTSTRAP_RESAMPLES = 10_000
 SKEW_TOLERANCE = 1e-4  # max |Δ probability| still counted as "the same answer"
 
@@ -116,44 +116,6 @@ def most_confused_pairs(cm: np.ndarray, top: int = 5) -> list[ConfusedPair]:
             break
         pairs.append(ConfusedPair(t, p, int(off[t, p]), float(off[t, p] / max(rows[t], 1))))
     return pairs
-
-
-@dataclass(frozen=True)
-class Reliability:
-    """Per confidence bin (equal width over [0, 1]): images, mean confidence, accuracy."""
-
-    edges: list[float]
-    counts: list[int]
-    confidence: list[float | None]
-    accuracy: list[float | None]
-    ece: float
-
-
-def reliability(
-    y_true: np.ndarray, y_pred: np.ndarray, confidence: np.ndarray, bins: int = ECE_BINS
-) -> Reliability:
-    """Expected calibration error: Σ_b (n_b / N) · |accuracy_b − confidence_b|.
-
-    Bins are right-closed, (k/B, (k+1)/B], as in Guo et al. 2017; a confidence of exactly
-    0 goes to the first bin.
-    """
-    confidence = np.asarray(confidence, dtype=np.float64)
-    correct = np.asarray(y_true) == np.asarray(y_pred)
-    which = np.clip(np.ceil(confidence * bins).astype(np.int64) - 1, 0, bins - 1)
-    counts = np.bincount(which, minlength=bins)
-    conf_sum = np.bincount(which, weights=confidence, minlength=bins)
-    hit_sum = np.bincount(which, weights=correct.astype(np.float64), minlength=bins)
-    filled = counts > 0
-    mean_conf = np.divide(conf_sum, counts, out=np.zeros(bins), where=filled)
-    mean_acc = np.divide(hit_sum, counts, out=np.zeros(bins), where=filled)
-    ece = float(np.sum(counts / counts.sum() * np.abs(mean_acc - mean_conf)))
-    return Reliability(
-        edges=[k / bins for k in range(bins + 1)],
-        counts=counts.tolist(),
-        confidence=[float(c) if f else None for c, f in zip(mean_conf, filled, strict=True)],
-        accuracy=[float(a) if f else None for a, f in zip(mean_acc, filled, strict=True)],
-        ece=ece,
-    )
 
 
 def negative_log_likelihood(y_true: np.ndarray, probs: np.ndarray, eps: float = 1e-12) -> float:

@@ -17,7 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from evaluation import plots, study
+from evaluation import plots
+from fmnist import study
+from fmnist.registry import study_models
 from evaluation.document import Image, to_html, to_markdown
 from evaluation.report_text import build_document
 from evaluation.results import Evaluation
@@ -42,7 +44,7 @@ def metrics_json(ev: Evaluation) -> dict[str, Any]:
         "class_names": list(CLASS_NAMES),
         "models": {
             name: {
-                "in_study": name in study.MODELS,
+                "in_study": name in study_models(),
                 "served_model": r.info.raw if r.info else None,
                 "metrics": r.metrics.to_dict(),
                 "throughput": {
@@ -58,7 +60,7 @@ def metrics_json(ev: Evaluation) -> dict[str, Any]:
         },
         "comparisons": [c.to_dict() for c in ev.comparisons],
         "study": {
-            "models": list(study.MODELS),
+            "models": list(study_models()),
             "test_accuracy": study.TEST_ACCURACY,
             "per_class_accuracy": study.PER_CLASS_ACCURACY,
             "hardest_class": study.HARDEST_CLASS,

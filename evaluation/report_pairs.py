@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from evaluation import study
+from fmnist import study
+from fmnist.registry import study_models
 from evaluation.document import Block, Bullets, Section, Table
 from evaluation.metrics import PairedComparison, accuracy_ci
 from evaluation.report_fmt import ALPHA, p_value, pct, pp, with_ci
@@ -11,7 +12,7 @@ from fmnist.dataset import CLASS_NAMES
 
 
 def in_study(*models: str) -> bool:
-    return all(m in study.MODELS for m in models)
+    return all(m in study_models() for m in models)
 
 
 def study_section(ev: Evaluation) -> Section:
@@ -64,7 +65,7 @@ def study_section(ev: Evaluation) -> Section:
         )
     else:
         blocks.append(
-            f"None of the evaluated models is one of the study's ({', '.join(study.MODELS)})."
+            f"None of the evaluated models is one of the study's ({', '.join(study_models())})."
         )
     beyond = [n for n in ev.models if not in_study(n)]
     if beyond:

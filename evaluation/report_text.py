@@ -8,7 +8,8 @@ import json
 
 import numpy as np
 
-from evaluation import study
+from fmnist import study
+from fmnist.registry import study_models
 from evaluation.document import Bullets, Document, Image, Section, Table
 from evaluation.report_fmt import ALPHA, p_value, pct, pp, with_ci
 from evaluation.report_pairs import in_study, paired_section, study_section, verdict

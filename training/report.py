@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from evaluation.study import SUMMARY_TABLE as STUDY  # noqa: E402
+from fmnist.study import SUMMARY_TABLE as STUDY  # noqa: E402
 from fmnist.dataset import CLASS_NAMES, DatasetError, load_test_set  # noqa: E402
 from training.data import add_dataset_arguments, scale_pixels  # noqa: E402
 from training.models import MODELS, build_model, conv_layers  # noqa: E402

@@ -205,7 +205,7 @@ def _stopped_early(state: RunState, recipe: Recipe) -> bool:
 
 def calibration(logits: torch.Tensor, labels: torch.Tensor, temperature: float) -> dict[str, float]:
     """ECE (15 bins) and NLL of softmax(logits / T)."""
-    from evaluation.metrics import reliability  # numpy-only; shared with the HTTP audit
+    from fmnist.metrics import reliability
 
     probs = torch.softmax(logits / temperature, dim=1)
     conf, pred = probs.max(1)
