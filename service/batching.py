@@ -1,0 +1,201 @@
+"""The service's batching policy: one micro-batcher per model and worker, owned here.
+
+    batcher = MicroBatcher(run=model.predict, policy=BatchingPolicy(max_batch_size=64))
+    probabilities = await batcher.submit(pixels)  # (n, 28, 28) -> (n, 10)
+
+The policy, in the order it is applied to each request:
+
+1. **Bounded queue, fail fast.** A request that finds ``max_queue`` requests already
+   waiting is turned away at once with :class:`Overloaded` (the HTTP layer answers 503
+   ``overloaded`` with ``Retry-After``), never after a wait. Nothing else is shed, and no
+   latency estimate is kept: after any overload the next request is served at the idle
+   latency, because the state is only the queue itself.
+2. **No wait when idle.** A request that finds the model idle (nothing queued, nothing
+   running, nothing run within the last ``max_wait``) is run on the next turn of the event
+   loop, together with whatever else arrived in that turn.
+3. **Collect under load.** When the model has just run, requests are collected until the
+   batch holds ``max_batch_size`` images or the oldest has waited ``max_wait``, whichever
+   comes first; a batch never exceeds ``max_batch_size`` images (a single request larger
+   than that runs alone).
+4. **Where it runs.** A batch of at most ``inline_images`` images runs on the event loop
+   itself (a ~0.1–2 ms onnxruntime call costs less than a hop to a thread and back); a
+   larger one runs in a worker thread, and requests collect meanwhile. One batch runs at
+   a time per model and worker.
+
+Framework-free (asyncio only) so that it is tested on a fake model with a controllable
+delay (tests/test_batching.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+class Overloaded(RuntimeError):
+    """The model's queue is full: the request is turned away without waiting."""
+
+    def __init__(self, model: str, queued: int, retry_after_s: int) -> None:
+        super().__init__(
+            f"model {model} has {queued} requests queued in this worker (the limit, "
+            f"FMNIST_BATCHING_MAX_QUEUE); retry after {retry_after_s} s"
+        )
+        self.retry_after_s = retry_after_s
+
+
+@dataclass(frozen=True)
+class BatchingPolicy:
+    max_batch_size: int = 64  # images per onnxruntime call
+    max_wait_s: float = 0.002  # how long a request may wait for others under load
+    max_queue: int = 256  # requests waiting per model and worker before 503
+    inline_images: int = 64  # batches up to this size run on the event loop
+    retry_after_s: int = 1  # the Retry-After of a 503
+
+
+@dataclass
+class _Pending:
+    pixels: np.ndarray  # (n, 28, 28)
+    future: asyncio.Future[np.ndarray]
+    enqueued: float
+
+
+# What the batcher reports per batch: (images, seconds the oldest waited, seconds run).
+BatchObserver = Callable[[int, float, float], None]
+
+
+class MicroBatcher:
+    """Merges concurrent requests for one model into onnxruntime batches (see the module)."""
+
+    def __init__(
+        self,
+        name: str,
+        run: Callable[[np.ndarray], np.ndarray],
+        policy: BatchingPolicy,
+        observe: BatchObserver | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.name = name
+        self._run = run
+        self.policy = policy
+        self._observe = observe
+        self._clock = clock
+        self._queue: deque[_Pending] = deque()
+        self._queued_images = 0
+        self._flush: asyncio.Handle | asyncio.TimerHandle | None = None
+        self._running = False
+        self._last_run_end = float("-inf")
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting (not counting the batch running now)."""
+        return len(self._queue)
+
+    async def submit(self, pixels: np.ndarray) -> np.ndarray:
+        """(n, 28, 28) pixels → (n, 10) probabilities, batched with concurrent requests."""
+        policy = self.policy
+        if len(self._queue) >= policy.max_queue:
+            raise Overloaded(self.name, len(self._queue), policy.retry_after_s)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[np.ndarray] = loop.create_future()
+        self._queue.append(_Pending(pixels, future, self._clock()))
+        self._queued_images += len(pixels)
+        self._schedule(loop)
+        return await future
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._running:
+            return  # the running batch schedules the next one when it ends
+        full = self._queued_images >= self.policy.max_batch_size
+        if self._flush is not None:
+            if full and isinstance(self._flush, asyncio.TimerHandle):
+                self._flush.cancel()  # the batch is full: no reason to wait any longer
+                self._flush = loop.call_soon(self._start_batch, loop)
+            return
+        since_last = self._clock() - self._last_run_end
+        if full or since_last >= self.policy.max_wait_s:
+            self._flush = loop.call_soon(self._start_batch, loop)  # idle: no wait
+        else:
+            wait = self.policy.max_wait_s - since_last
+            self._flush = loop.call_later(wait, self._start_batch, loop)
+
+    def _take_batch(self) -> list[_Pending]:
+        batch = [self._queue.popleft()]
+        images = len(batch[0].pixels)
+        while self._queue and images + len(self._queue[0].pixels) <= self.policy.max_batch_size:
+            item = self._queue.popleft()
+            batch.append(item)
+            images += len(item.pixels)
+        self._queued_images -= images
+        return [p for p in batch if not p.future.cancelled()]
+
+    def _start_batch(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._flush = None
+        if not self._queue:
+            return
+        batch = self._take_batch()
+        if not batch:
+            self._after_batch(loop)
+            return
+        pixels = batch[0].pixels if len(batch) == 1 else np.concatenate([p.pixels for p in batch])
+        waited = self._clock() - batch[0].enqueued
+        if len(pixels) <= self.policy.inline_images:
+            start = self._clock()
+            try:
+                result = self._run(pixels)
+            except Exception as exc:  # the model failed: every request of the batch learns it
+                self._fail(batch, exc)
+            else:
+                self._deliver(batch, result, len(pixels), waited, self._clock() - start)
+            self._after_batch(loop)
+            return
+        self._running = True
+        loop.create_task(self._run_in_thread(loop, batch, pixels, waited))
+
+    async def _run_in_thread(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        batch: list[_Pending],
+        pixels: np.ndarray,
+        waited: float,
+    ) -> None:
+        start = self._clock()
+        try:
+            result = await asyncio.to_thread(self._run, pixels)
+        except Exception as exc:
+            self._fail(batch, exc)
+        else:
+            self._deliver(batch, result, len(pixels), waited, self._clock() - start)
+        finally:
+            self._running = False
+            self._after_batch(loop)
+
+    def _after_batch(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._last_run_end = self._clock()
+        if self._queue and self._flush is None:
+            self._schedule(loop)
+
+    def _deliver(
+        self, batch: list[_Pending], result: np.ndarray, images: int, waited: float, ran: float
+    ) -> None:
+        offset = 0
+        for pending in batch:
+            n = len(pending.pixels)
+            if not pending.future.done():
+                pending.future.set_result(result[offset : offset + n])
+            offset += n
+        if self._observe is not None:
+            self._observe(images, waited, ran)
+
+    @staticmethod
+    def _fail(batch: list[_Pending], exc: Exception) -> None:
+        for pending in batch:
+            if not pending.future.done():
+                pending.future.set_exception(exc)
