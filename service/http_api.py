@@ -55,7 +55,7 @@ class Backend(Protocol):
 def _backend() -> Backend:
     import bentoml
 
-    return bentoml.get_current_service()  # type: ignore[no-any-return]
+    return bentoml.get_current_service()
 
 
 def error_response(status: int, reason: str, detail: str) -> JSONResponse:

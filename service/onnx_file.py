@@ -65,5 +65,5 @@ def read_opset(path: Path) -> int | None:
         assert isinstance(value, bytes)
         sub = {n: v for n, _, v in _fields(value)}
         if sub.get(1, b"") in (b"", b"ai.onnx") and isinstance(sub.get(2), int):
-            return int(sub[2])  # type: ignore[arg-type]
+            return int(sub[2])
     return None

@@ -69,7 +69,7 @@ def decode_image(data: bytes, invert: bool = False) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            img: Image.Image = Image.open(io.BytesIO(data))
             if img.format not in IMAGE_FORMATS:
                 raise InputError(
                     415,

@@ -96,7 +96,9 @@ def feature_maps(net: nn.Module, image: np.ndarray) -> list[np.ndarray]:
     """Post-ReLU activations of every conv layer for one uint8 image: [(C, H, W), ...]."""
     captured: list[np.ndarray] = []
     hooks = []
-    modules = list(net.features)
+    features = net.features
+    assert isinstance(features, nn.Sequential), "every registered model has .features"
+    modules = list(features)
     for i, module in enumerate(modules):
         if isinstance(module, nn.Conv2d):
             # The conv's activation: the first ReLU after it (BatchNorm may sit between).
