@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ import httpx
 import numpy as np
 from tqdm import tqdm
 
+from fmnist.contract import KEY_TEMPERATURE, KEY_TRAINING_CONFIG
 from fmnist.dataset import CLASS_NAMES, NUM_CLASSES
 
 log = logging.getLogger(__name__)
@@ -67,6 +69,29 @@ class ServedModel:
     val_accuracy: float | None
     sha256: str | None
     raw: dict[str, Any] = field(repr=False)
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The ONNX file's metadata as the service lists it (empty when it lists none)."""
+        value = self.raw.get("metadata")
+        return value if isinstance(value, dict) else {}
+
+    @property
+    def trained_epochs(self) -> int | None:
+        """Epochs from the training_config metadata (a dict or a JSON string), if any."""
+        config = self.metadata.get(KEY_TRAINING_CONFIG)
+        if isinstance(config, str):
+            try:
+                config = json.loads(config)
+            except ValueError:
+                return None
+        epochs = config.get("epochs") if isinstance(config, dict) else None
+        return epochs if isinstance(epochs, int) else None
+
+    @property
+    def temperature(self) -> float | None:
+        """The softmax temperature folded into the graph (the improved recipe's), if any."""
+        return _optional_float(self.metadata.get(KEY_TEMPERATURE))
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """Metrics computed from what the service answered: accuracy with a bootstrap CI, top-2,
 per-class scores, confusion matrix, calibration (ECE, NLL, reliability data), a paired
-exact McNemar test between two models, and serving skew against in-process onnxruntime.
+exact McNemar test between every two models with Holm's correction over all the pairs,
+and serving skew against in-process onnxruntime.
 
 Everything takes plain numpy arrays: ``y_true`` (N,) int labels, ``y_pred`` (N,) int
 predictions, ``probs`` (N, C) probabilities.
@@ -8,7 +9,9 @@ predictions, ``probs`` (N, C) probabilities.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -18,6 +21,7 @@ from sklearn.metrics import confusion_matrix, precision_recall_fscore_support, t
 from fmnist.dataset import CLASS_NAMES, NUM_CLASSES
 from fmnist.metrics import ECE_BINS, Reliability, reliability
 
+ALPHA = 0.05  # family-wise significance level of the paired tests (after Holm)
 BOOTSTRAP_RESAMPLES = 10_000
 SKEW_TOLERANCE = 1e-4  # max |Δ probability| still counted as "the same answer"
 
@@ -157,7 +161,7 @@ def model_metrics(
     y_true: np.ndarray, y_pred: np.ndarray, confidence: np.ndarray, probs: np.ndarray, seed: int = 0
 ) -> ModelMetrics:
     cm = confusion(y_true, y_pred)
-    rel = reliability(y_true, y_pred, confidence)
+    rel = reliability(y_true, y_pred, confidence, bins=ECE_BINS)
     return ModelMetrics(
         images=len(y_true),
         accuracy=accuracy_ci(y_true, y_pred, seed=seed),
@@ -182,6 +186,8 @@ class PairedComparison:
     only_b: int
     both_wrong: int
     p_value: float  # exact two-sided McNemar (binomial test on the discordant pairs)
+    # Holm-adjusted over every pair compared in the same run (= p_value for a single pair)
+    p_value_holm: float
     agreement: float  # share of images where both predict the same class
     difference: Interval  # accuracy(a) − accuracy(b), paired bootstrap
 
@@ -219,6 +225,7 @@ def compare_models(
         ]
     )
     n = int(cells.sum())
+    p_value = mcnemar_exact(int(cells[1]), int(cells[2]))
     # Resampling image pairs with replacement = a multinomial draw over the four cells.
     draws = np.random.default_rng(seed).multinomial(n, cells / n, size=resamples)
     diffs = (draws[:, 1] - draws[:, 2]) / n
@@ -230,10 +237,39 @@ def compare_models(
         only_a=int(cells[1]),
         only_b=int(cells[2]),
         both_wrong=int(cells[3]),
-        p_value=mcnemar_exact(int(cells[1]), int(cells[2])),
+        p_value=p_value,
+        p_value_holm=p_value,  # a family of one; compare_every_pair adjusts for more
         agreement=float(np.mean(pred_a == pred_b)),
         difference=Interval(float((cells[1] - cells[2]) / n), float(low), float(high), level),
     )
+
+
+def holm_adjusted(p_values: Sequence[float]) -> list[float]:
+    """Holm–Bonferroni adjusted p-values, in the order given.
+
+    The k-th smallest of m p-values is multiplied by (m − k + 1), capped at 1, and made
+    non-decreasing in rank; rejecting every hypothesis whose adjusted p is below α keeps
+    the chance of any false rejection at α (Holm 1979).
+    """
+    m = len(p_values)
+    adjusted = [1.0] * m
+    running = 0.0
+    for rank, i in enumerate(sorted(range(m), key=lambda k: p_values[k])):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def compare_every_pair(
+    predictions: Mapping[str, np.ndarray], y_true: np.ndarray, seed: int = 0
+) -> list[PairedComparison]:
+    """:func:`compare_models` on every two models (in the mapping's order), Holm-adjusted."""
+    comparisons = [
+        compare_models(a, predictions[a], b, predictions[b], y_true, seed=seed)
+        for a, b in itertools.combinations(predictions, 2)
+    ]
+    adjusted = holm_adjusted([c.p_value for c in comparisons])
+    return [replace(c, p_value_holm=p) for c, p in zip(comparisons, adjusted, strict=True)]
 
 
 @dataclass(frozen=True)

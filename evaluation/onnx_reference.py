@@ -1,23 +1,19 @@
-"""The served ONNX files run in-process with onnxruntime, for the serving-skew check."""
+"""The reference for the serving-skew check: a served ONNX file run in-process with
+onnxruntime, fed exactly as the contract (fmnist.contract) says the service feeds it."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
-INPUT_NAME = "pixels"  # docs/api.md: float32 (N, 1, 28, 28), raw 0-255
-PROBABILITIES = "probabilities"
+from fmnist.contract import INPUT_NAME, PROBABILITIES_NAME, as_input
+from fmnist.dataset import NUM_CLASSES
 
 
-class LocalModelError(RuntimeError):
+class OnnxReferenceError(RuntimeError):
     """The local ONNX file cannot be loaded or run."""
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def onnx_probabilities(path: Path, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
@@ -26,8 +22,8 @@ def onnx_probabilities(path: Path, images: np.ndarray, batch_size: int = 1000) -
     try:
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         for start in range(0, len(images), batch_size):
-            pixels = images[start : start + batch_size].astype(np.float32)[:, None]  # (B,1,28,28)
-            out.append(sess.run([PROBABILITIES], {INPUT_NAME: pixels})[0])
+            pixels = as_input(images[start : start + batch_size])  # (B, 1, 28, 28) float32
+            out.append(sess.run([PROBABILITIES_NAME], {INPUT_NAME: pixels})[0])
     except Exception as exc:  # onnxruntime's errors derive from Exception only
-        raise LocalModelError(f"{path}: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
-    return np.concatenate(out) if out else np.empty((0, 10), np.float32)
+        raise OnnxReferenceError(f"{path}: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
+    return np.concatenate(out) if out else np.empty((0, NUM_CLASSES), np.float32)

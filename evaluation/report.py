@@ -1,5 +1,7 @@
 """Turn an evaluation into files: report.html (self-contained), report.md, metrics.json,
-predictions.csv and the PNG figures.
+predictions.csv and the PNG figures. The statistics come from :mod:`evaluation.metrics`,
+the document's text from :mod:`evaluation.sections`, its rendering from
+:mod:`evaluation.document`.
 
 The folder is written atomically: everything is built in a hidden temporary folder next to
 the destination and renamed into place at the end, so an interrupted or failed run leaves
@@ -18,15 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from evaluation import plots
-from fmnist import study
-from fmnist.registry import study_models
 from evaluation.document import Image, to_html, to_markdown
-from evaluation.report_text import build_document
-from evaluation.results import Evaluation
+from evaluation.run import Evaluation, in_study
+from evaluation.sections import build_document
+from fmnist import study
 from fmnist.dataset import CLASS_NAMES
+from fmnist.registry import study_models
 
 GENERATOR = "fmnist-eval"
-REPORT_FILES = ("report.html", "report.md", "metrics.json", "predictions.csv")
 
 
 class ReportError(RuntimeError):
@@ -34,6 +35,7 @@ class ReportError(RuntimeError):
 
 
 def metrics_json(ev: Evaluation) -> dict[str, Any]:
+    """Every number of the report, machine-readable (comparisons carry the Holm-adjusted p)."""
     return {
         "generator": GENERATOR,
         "created": ev.created,
@@ -44,7 +46,7 @@ def metrics_json(ev: Evaluation) -> dict[str, Any]:
         "class_names": list(CLASS_NAMES),
         "models": {
             name: {
-                "in_study": name in study_models(),
+                "in_study": in_study(name),
                 "served_model": r.info.raw if r.info else None,
                 "metrics": r.metrics.to_dict(),
                 "throughput": {

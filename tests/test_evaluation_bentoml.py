@@ -42,7 +42,7 @@ def test_fmnist_eval_against_bentoml_serve(
                 str(synthetic_data_dir),
                 "--onnx-dir",
                 str(onnx_dir),
-                "--no-verify",
+                "--skip-checksums",
                 "--no-progress",
                 "--batch-size",
                 "64",

@@ -39,7 +39,7 @@ def cli_args(url: str, out: Path, data_dir: Path, onnx_dir: Path, *extra: str) -
         str(data_dir),
         "--onnx-dir",
         str(onnx_dir),
-        "--no-verify",
+        "--skip-checksums",
         "--no-progress",
         "--retries",
         "4",

@@ -8,9 +8,15 @@ import numpy as np
 import pytest
 
 from evaluation.metrics import (
+    ALPHA,
+    BOOTSTRAP_RESAMPLES,
+    ECE_BINS,
+    SKEW_TOLERANCE,
     accuracy_ci,
+    compare_every_pair,
     compare_models,
     confusion,
+    holm_adjusted,
     mcnemar_exact,
     model_metrics,
     most_confused_pairs,
@@ -130,6 +136,45 @@ def test_compare_models_builds_the_paired_table() -> None:
     assert compare_models("a", a, "b", b, y, seed=1) == c  # seeded: same interval
 
 
+def test_the_report_s_fixed_choices() -> None:
+    """Facts the report states in words: a 5% level, 15 ECE bins, 10,000 resamples."""
+    assert ALPHA == 0.05
+    assert ECE_BINS == 15
+    assert BOOTSTRAP_RESAMPLES == 10_000
+    assert SKEW_TOLERANCE == 1e-4
+
+
+def test_holm_on_a_case_computed_by_hand() -> None:
+    # Sorted: 0.005 (×4 = 0.02), 0.01 (×3 = 0.03), 0.03 (×2 = 0.06), 0.04 (×1 = 0.04, but
+    # never below the rank before it: 0.06). Returned in the order given.
+    assert holm_adjusted([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm_adjusted([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm_adjusted([0.9, 0.02]) == pytest.approx([0.9, 0.04])
+    assert holm_adjusted([0.9, 0.8]) == [1.0, 1.0]  # 0.8 × 2 capped at 1
+    assert holm_adjusted([0.5]) == [0.5]  # one test: nothing to correct
+    assert holm_adjusted([]) == []
+
+
+def test_compare_every_pair_holm_adjusts_over_all_pairs() -> None:
+    # base is wrong on images 30-39. a fixes 30-35: 0 vs 6 discordant, p = 2 · ½⁶ = 1/32.
+    # c fixes 38 and breaks 0: 1 vs 1 against base, p = 1; a vs c: 7 vs 1, p = 2 · 9/256.
+    # Holm: 1/32 · 3 = 3/32, 9/128 · 2 = 9/64, 1 · 1 = 1.
+    y = np.zeros(40, dtype=int)
+    base = np.array([0] * 30 + [1] * 10)
+    a = base.copy()
+    a[30:36] = 0
+    c = base.copy()
+    c[[38, 0]] = [0, 1]
+    pairs = compare_every_pair({"base": base, "a": a, "c": c}, y)
+    assert [(p.model_a, p.model_b) for p in pairs] == [("base", "a"), ("base", "c"), ("a", "c")]
+    assert [p.p_value for p in pairs] == pytest.approx([1 / 32, 1.0, 9 / 128])
+    assert [p.p_value_holm for p in pairs] == pytest.approx([3 / 32, 1.0, 9 / 64])
+    assert pairs[0].p_value < ALPHA < pairs[0].p_value_holm  # significant only uncorrected
+    assert pairs[0].to_dict()["p_value_holm"] == pytest.approx(3 / 32)
+    single = compare_models("base", base, "a", a, y)
+    assert single.p_value_holm == single.p_value  # a family of one
+
+
 def test_accuracy_ci_contains_the_estimate_and_is_seeded() -> None:
     rng = np.random.default_rng(3)
     y = rng.integers(0, 10, 10_000)
@@ -171,6 +216,14 @@ def test_serving_skew_counts_mismatches_and_file_identity() -> None:
     assert serving_skew(np.array([0]), local[:1], local[:1], None, "x").same_file is None
 
 
+def test_serving_skew_tolerates_json_rounding_and_nothing_more() -> None:
+    local = np.array([[0.6, 0.4]])
+    below = serving_skew(np.array([0]), local + [[0.9e-4, -0.9e-4]], local, "a", "a")
+    above = serving_skew(np.array([0]), local + [[1.1e-4, -1.1e-4]], local, "a", "a")
+    assert below.ok and not above.ok
+    assert above.to_dict()["tolerance"] == 1e-4
+
+
 def test_model_metrics_ties_everything_together() -> None:
     y = np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9] * 3)
     pred = y.copy()
@@ -187,3 +240,6 @@ def test_model_metrics_ties_everything_together() -> None:
     assert m.top2_accuracy == pytest.approx(1.0)
     assert m.ece == pytest.approx(abs(28 / 30 - 0.82))
     assert m.to_dict()["confusion"][6][0] == 2
+    # 15 equal-width bins by default: both confidences (0.82) fall in (0.8, 0.8667].
+    assert len(m.reliability.counts) == 15 and len(m.reliability.edges) == 16
+    assert m.reliability.counts[12] == 30 and sum(m.reliability.counts) == 30

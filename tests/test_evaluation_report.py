@@ -12,8 +12,8 @@ from evaluation.client import ServedPredictions, parse_listing
 from evaluation.document import Bullets, Document, Image, Section, Table, to_html, to_markdown
 from evaluation.metrics import compare_models, model_metrics, serving_skew
 from evaluation.report import ReportError, write_atomically, write_report
-from evaluation.report_text import verdict
-from evaluation.results import DatasetInfo, Evaluation, ModelResult
+from evaluation.run import DatasetInfo, Evaluation, ModelResult
+from evaluation.sections.paired_test import verdict
 
 PNG_1PX = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"

@@ -11,19 +11,12 @@ import pytest
 
 from evaluation import cli
 from evaluation.client import ServedPredictions, parse_listing
-from evaluation.metrics import compare_models, model_metrics
+from evaluation.metrics import compare_every_pair, holm_adjusted, model_metrics
 from evaluation.report import write_report
-from evaluation.report_pairs import holm_adjusted
-from evaluation.results import DatasetInfo, Evaluation, ModelResult
+from evaluation.run import DatasetInfo, Evaluation, ModelResult
+from evaluation.sections.formatting import p_number
 
 PAIRS = [["baseline", "deeper"], ["baseline", "improved"], ["deeper", "improved"]]
-
-
-def test_holm_adjusted_p_values() -> None:
-    assert holm_adjusted([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
-    assert holm_adjusted([0.5]) == [0.5]
-    assert holm_adjusted([0.9, 0.02]) == pytest.approx([0.9, 0.04])
-    assert holm_adjusted([0.9, 0.8]) == [1.0, 1.0]
 
 
 def _served(name: str, labels: np.ndarray, accuracy: float, seed: int) -> ServedPredictions:
@@ -52,10 +45,7 @@ def test_report_with_three_models(tmp_path: Path) -> None:
         s = _served(name, labels, acc, seed)
         metrics = model_metrics(labels, s.class_index, s.confidence, s.probabilities)
         models[name] = ModelResult(name, s, metrics, listing.models[name], None, "no --onnx-dir")
-    comparisons = [
-        compare_models(a, models[a].served.class_index, b, models[b].served.class_index, labels)
-        for a, b in PAIRS
-    ]
+    comparisons = compare_every_pair({n: r.served.class_index for n, r in models.items()}, labels)
     ev = Evaluation(
         "http://svc",
         DatasetInfo("/data", n, True, None),
@@ -90,6 +80,10 @@ def test_report_with_three_models(tmp_path: Path) -> None:
     assert "T = 1.5, folded into the ONNX graph" in md
     metrics = json.loads((out / "metrics.json").read_text())
     assert [[c["model_a"], c["model_b"]] for c in metrics["comparisons"]] == PAIRS
+    raw = [c["p_value"] for c in metrics["comparisons"]]
+    holm = [c["p_value_holm"] for c in metrics["comparisons"]]
+    assert holm == pytest.approx(holm_adjusted(raw)) and holm != raw
+    assert f"| {p_number(raw[0])} | {p_number(holm[0])} | differ |" in paired  # the same p
     assert {n: m["in_study"] for n, m in metrics["models"].items()} == {
         "baseline": True,
         "deeper": True,
@@ -114,13 +108,16 @@ def test_cli_evaluates_every_listed_model_and_every_pair(
     onnx_dir = onnx_models_three["improved"].parent
     args = [
         *("--url", svc.url, "--out", str(out), "--data-dir", str(synthetic_data_dir)),
-        *("--onnx-dir", str(onnx_dir), "--no-verify", "--no-progress", "--batch-size", "100"),
+        *("--onnx-dir", str(onnx_dir), "--skip-checksums", "--no-progress", "--batch-size", "100"),
     ]
     assert cli.main(args) == 0, capsys.readouterr().err
     assert svc.npy_requests == 3 * 2  # 200 images, 2 batches per model
     metrics = json.loads((out / "metrics.json").read_text())
     assert list(metrics["models"]) == ["baseline", "deeper", "improved"]
     assert [[c["model_a"], c["model_b"]] for c in metrics["comparisons"]] == PAIRS
+    assert [c["p_value_holm"] for c in metrics["comparisons"]] == pytest.approx(
+        holm_adjusted([c["p_value"] for c in metrics["comparisons"]])
+    )
     split = load_test_set(synthetic_data_dir, verify=False)
     sess = ort.InferenceSession(str(onnx_models_three["improved"]))
     probs = sess.run(["probabilities"], {"pixels": split.images.astype(np.float32)[:, None]})[0]
