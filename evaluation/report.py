@@ -20,9 +20,19 @@ from pathlib import Path
 from typing import Any
 
 from evaluation import plots
-from evaluation.document import Image, to_html, to_markdown
+from evaluation.document import Document, Image, to_html, to_markdown
 from evaluation.run import Evaluation, in_study
-from evaluation.sections import build_document
+from evaluation.sections import (
+    against_the_study,
+    calibration,
+    confusions,
+    headline,
+    paired_test,
+    per_class,
+    serving_skew,
+    summary,
+    this_run,
+)
 from fmnist import study
 from fmnist.dataset import CLASS_NAMES
 from fmnist.registry import study_models
@@ -132,6 +142,24 @@ def draw_figures(ev: Evaluation, folder: Path) -> dict[str, str]:
         {n: m.reliability for n, m in metrics.items()}, folder / "reliability.png"
     ).name
     return names
+
+
+def build_document(ev: Evaluation, figures: dict[str, str]) -> Document:
+    """The whole report, section by section; ``figures`` as :func:`draw_figures` returns."""
+    return Document(
+        f"Fashion-MNIST service evaluation: {', '.join(ev.models)}",
+        [
+            summary.section(ev),
+            headline.section(ev),
+            against_the_study.section(ev),
+            paired_test.section(ev),
+            per_class.section(ev, figures),
+            calibration.section(ev, figures),
+            serving_skew.section(ev),
+            confusions.section(ev, figures),
+            this_run.section(ev),
+        ],
+    )
 
 
 def _looks_like_report(folder: Path) -> bool:

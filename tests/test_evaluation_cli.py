@@ -6,6 +6,7 @@ server on 127.0.0.1 that speaks docs/api.md with onnxruntime answers from the fi
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import signal
@@ -19,6 +20,8 @@ import onnxruntime as ort
 import pytest
 
 from evaluation import cli
+from evaluation.client import RetryPolicy
+from evaluation.run import EvalConfig
 from fmnist.dataset import load_test_set
 
 REPO = Path(__file__).resolve().parents[1]
@@ -77,6 +80,39 @@ def test_cli_rejects_a_zero_batch_size(tmp_path: Path, capsys: pytest.CaptureFix
         cli.main(["--url", "http://x", "--out", str(tmp_path / "r"), "--batch-size", "0"])
     assert info.value.code == 2
     assert "--batch-size must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_cli_defaults_are_the_config_defaults() -> None:
+    assert cli.parse_args(["--url", "http://x", "--out", "r"]) == EvalConfig("http://x", Path("r"))
+    assert EvalConfig("u", Path("o")).retry == RetryPolicy(attempts=5, backoff=0.5, max_backoff=8)
+
+
+def test_skip_checksums_and_its_deprecated_alias(capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["--url", "http://x", "--out", "r"]
+    assert cli.parse_args(base).verify is True
+    assert cli.parse_args([*base, "--skip-checksums"]).verify is False
+    assert "deprecated" not in capsys.readouterr().err
+    assert cli.parse_args([*base, "--no-verify"]).verify is False
+    assert "--no-verify is deprecated; use --skip-checksums" in capsys.readouterr().err
+
+
+def test_evaluation_imports_only_the_core_and_third_party() -> None:
+    """evaluation may import fmnist, itself, the standard library and its extra's packages;
+    never training, service, loadtests, benchmarks or scripts."""
+    forbidden = {"training", "service", "loadtests", "benchmarks", "scripts", "tests"}
+    found = []
+    for path in sorted((REPO / "evaluation").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            found += [
+                f"{path.relative_to(REPO)}: {n}" for n in names if n.split(".")[0] in forbidden
+            ]
+    assert found == []
 
 
 def test_evaluation_imports_neither_torch_nor_bentoml() -> None:

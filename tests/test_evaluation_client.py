@@ -7,7 +7,10 @@ Fast tests use a closed loopback port or httpx's MockTransport; the slow ones ta
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +79,49 @@ def test_client_gives_up_on_a_service_that_stays_overloaded() -> None:
     assert len(calls) == 3
     assert calls[1] - calls[0] >= 0.3  # Retry-After honoured
     assert calls[2] - calls[1] < 0.3  # then back to the policy's own (short) backoff
+
+
+@pytest.fixture
+def always_503() -> Iterator[tuple[str, list[float]]]:
+    """A real loopback server that answers every request 503; yields (url, request times)."""
+    hits: list[float] = []
+
+    class Overloaded(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            hits.append(time.perf_counter())
+            body = b'{"error": "overloaded", "detail": "always"}'
+            self.send_response(503)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Overloaded)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", hits
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_client_stops_after_its_configured_tries_against_a_real_503_server(
+    always_503: tuple[str, list[float]],
+) -> None:
+    """A retry loop that never gives up would hang here: wait_for turns that into a failure."""
+    url, hits = always_503
+
+    async def go() -> None:
+        async with ServiceClient(url, retry=RetryPolicy(4, 0.01, 0.02)) as client:
+            await client.list_models()
+
+    with pytest.raises(ServiceUnavailable, match="failed 4 times, last: HTTP 503 overloaded"):
+        asyncio.run(asyncio.wait_for(go(), timeout=10))
+    assert len(hits) == 4
 
 
 def classify_against(body: dict[str, Any], images: int) -> None:
