@@ -48,6 +48,7 @@ class Overloaded(RuntimeError):
             f"model {model} has {queued} requests queued in this worker (the limit, "
             f"FMNIST_BATCHING_MAX_QUEUE); retry after {retry_after_s} s"
         )
+        self.model = model
         self.retry_after_s = retry_after_s
 
 

@@ -3,8 +3,8 @@
 BentoML's own API layer answers malformed input with its own error shapes (and a 500
 for an unreadable image), so the public endpoints parse the raw request themselves and
 answer every client mistake with ``{"error": reason, "detail": ...}`` and a 4xx. Model
-work goes back to the service (:class:`Backend`): single images through its batchable
-BentoML APIs (adaptive batching), batch requests straight to onnxruntime.
+work goes back to the service (:class:`Backend`), whose micro-batchers (service/batching.py)
+merge concurrent requests; a full queue answers 503 ``overloaded`` with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from fmnist.dataset import CLASS_NAMES
+from service.batching import Overloaded
 from service.metrics import service_metrics
 from service.settings import ServiceSettings
 from service.validation import (
@@ -44,6 +45,8 @@ class Backend(Protocol):
 
     settings: ServiceSettings
     served_models: tuple[str, ...]  # what a request may name; unknown_model lists them
+    default_model: str  # what a request that names no model gets
+    worker: str  # this worker's index (the label of fmnist_worker_requests_total)
 
     async def classify_one(self, model: str, pixels: np.ndarray) -> np.ndarray: ...
 
@@ -58,8 +61,10 @@ def _backend() -> Backend:
     return bentoml.get_current_service()
 
 
-def error_response(status: int, reason: str, detail: str) -> JSONResponse:
-    return JSONResponse({"error": reason, "detail": detail}, status_code=status)
+def error_response(
+    status: int, reason: str, detail: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse({"error": reason, "detail": detail}, status_code=status, headers=headers)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -157,13 +162,19 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     """Run a handler; InputError → its 4xx (counted by reason), anything else → JSON 500."""
 
     async def run(request: Request) -> Response:
+        backend = _backend()
+        metrics = service_metrics()
+        metrics.worker_requests.labels(backend.worker).inc()
         try:
-            return JSONResponse(await handler(request, _backend()))
+            return JSONResponse(await handler(request, backend))
         except InputError as exc:
-            service_metrics().reject(exc.reason)
+            metrics.reject(exc.reason)
             return error_response(exc.status, exc.reason, exc.detail)
-        except OverloadedError as exc:
-            return error_response(503, "overloaded", str(exc))
+        except Overloaded as exc:
+            metrics.shed.labels(exc.model).inc()
+            return error_response(
+                503, "overloaded", str(exc), {"Retry-After": str(exc.retry_after_s)}
+            )
         except Exception:
             log.exception("unexpected error on %s", request.url.path)
             return error_response(
@@ -173,14 +184,10 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     return run
 
 
-class OverloadedError(RuntimeError):
-    """The adaptive batcher shed the request (BentoML's 503): the server is saturated."""
-
-
 async def classify(request: Request, backend: Backend) -> dict[str, Any]:
     settings = backend.settings
     data, fields = await read_form(request, settings.max_body_bytes, "image")
-    model = resolve_model(fields.get("model"), settings.default_model, backend.served_models)
+    model = resolve_model(fields.get("model"), backend.default_model, backend.served_models)
     invert = parse_bool("invert", fields.get("invert"))
     if len(data) <= INLINE_DECODE_BYTES:
         pixels = decode_image(data, invert)
@@ -196,14 +203,14 @@ async def classify_batch(request: Request, backend: Backend) -> dict[str, Any]:
     pixels, raw_model = await anyio.to_thread.run_sync(
         pixels_from_json, body, settings.max_batch_size
     )
-    model = resolve_model(raw_model, settings.default_model, backend.served_models)
+    model = resolve_model(raw_model, backend.default_model, backend.served_models)
     return batch_answer(model, await backend.classify_many(model, pixels))
 
 
 async def classify_npy(request: Request, backend: Backend) -> dict[str, Any]:
     settings = backend.settings
     data, fields = await read_form(request, settings.max_body_bytes, "array")
-    model = resolve_model(fields.get("model"), settings.default_model, backend.served_models)
+    model = resolve_model(fields.get("model"), backend.default_model, backend.served_models)
     pixels = pixels_from_npy(data, settings.max_batch_size)
     return batch_answer(model, await backend.classify_many(model, pixels))
 

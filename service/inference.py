@@ -18,13 +18,22 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from fmnist.contract import IMAGE_SIDE, INPUT_NAME, KEY_CLASS_NAMES, PROBABILITIES_NAME, as_input
+from fmnist.contract import file_sha256 as file_sha256
 from fmnist.dataset import CLASS_NAMES
-from service.onnx_file import file_sha256, read_opset
+from service.onnx_file import read_opset
 
 log = logging.getLogger(__name__)
 
-INPUT_NAME = "pixels"
-OUTPUT_NAME = "probabilities"
+OUTPUT_NAME = PROBABILITIES_NAME
+
+
+class ProviderError(RuntimeError):
+    """The execution provider asked for is not available in this onnxruntime."""
+
+
+class ModelFileError(ValueError):
+    """An ONNX file that onnxruntime cannot load, or that breaks the model contract."""
 
 
 def choose_providers(preference: str) -> list[str]:
@@ -35,9 +44,9 @@ def choose_providers(preference: str) -> list[str]:
     if "CUDAExecutionProvider" in available:
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     if preference == "cuda":
-        raise RuntimeError(
-            f"FMNIST_ORT_PROVIDER=cuda but this onnxruntime offers only {available} "
-            "(install onnxruntime-gpu, or use auto/cpu)"
+        raise ProviderError(
+            f"FMNIST_ORT_PROVIDER=cuda but this onnxruntime offers only {', '.join(available)} "
+            "(install onnxruntime-gpu, or set FMNIST_ORT_PROVIDER=auto or cpu)"
         )
     return ["CPUExecutionProvider"]
 
@@ -104,20 +113,35 @@ class OnnxModel:
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         self.name = name
         self.path = Path(path)
-        self.session = ort.InferenceSession(
-            str(path), opts, providers=providers or ["CPUExecutionProvider"]
-        )
+        try:
+            self.session = ort.InferenceSession(
+                str(path), opts, providers=providers or ["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelFileError(
+                f"{path} cannot be loaded by onnxruntime ({reason[:200]}); expected an ONNX "
+                "file written by fmnist-export"
+            ) from exc
         inputs = {i.name: i for i in self.session.get_inputs()}
-        outputs = {o.name for o in self.session.get_outputs()}
+        outputs = {o.name: o for o in self.session.get_outputs()}
         if INPUT_NAME not in inputs or OUTPUT_NAME not in outputs:
-            raise ValueError(
+            raise ModelFileError(
                 f"{path} has inputs {sorted(inputs)} and outputs {sorted(outputs)}; expected "
                 f"input {INPUT_NAME!r} and output {OUTPUT_NAME!r} (export with fmnist-export)"
             )
+        shape = list(inputs[INPUT_NAME].shape)
+        if len(shape) != 4 or shape[1:] != [1, IMAGE_SIDE, IMAGE_SIDE]:
+            raise ModelFileError(
+                f"{path} takes {INPUT_NAME!r} of shape {shape}; expected [N, 1, 28, 28]"
+            )
         meta = dict(self.session.get_modelmeta().custom_metadata_map)
-        names = json.loads(meta.get("class_names", "null")) or list(CLASS_NAMES)
-        if list(names) != list(CLASS_NAMES):
-            raise ValueError(f"{path} has class names {names}; expected {list(CLASS_NAMES)}")
+        try:
+            names = json.loads(meta.get(KEY_CLASS_NAMES, "null")) or list(CLASS_NAMES)
+        except json.JSONDecodeError:
+            names = meta.get(KEY_CLASS_NAMES)
+        if names != list(CLASS_NAMES):
+            raise ModelFileError(f"{path} has class names {names}; expected {list(CLASS_NAMES)}")
         spec = inputs[INPUT_NAME]
         self.card = ModelCard(
             name=name,
@@ -139,8 +163,7 @@ class OnnxModel:
 
     def predict(self, pixels: np.ndarray) -> np.ndarray:
         """(N, 28, 28) raw pixels (any real dtype) → float32 (N, 10) class probabilities."""
-        batch = np.ascontiguousarray(pixels, dtype=np.float32).reshape(-1, 1, 28, 28)
-        return self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
+        return self.session.run([OUTPUT_NAME], {INPUT_NAME: as_input(pixels)})[0]
 
     def warm_up(self, sizes: tuple[int, ...] = (1, 8, 64)) -> float:
         """Run a few batches so the first real request does not pay for allocation."""
@@ -148,13 +171,3 @@ class OnnxModel:
         for n in sizes:
             self.predict(np.zeros((n, 28, 28), dtype=np.float32))
         return time.perf_counter() - start
-
-
-def load_model_dir(
-    folder: Path, names: tuple[str, ...], intra: int, inter: int, providers: list[str]
-) -> dict[str, OnnxModel]:
-    """``folder/<name>.onnx`` for every name (the layout fmnist-export writes)."""
-    return {
-        name: OnnxModel(name, Path(folder) / f"{name}.onnx", intra, inter, providers)
-        for name in names
-    }

@@ -13,7 +13,7 @@ once per process, because the default registry refuses duplicate names.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
@@ -52,6 +52,22 @@ class ServiceMetrics:
             ["model"],
             buckets=CONFIDENCE_BUCKETS,
         )
+        self.queue_seconds = Histogram(
+            f"{PREFIX}_queue_seconds",
+            "Time the oldest request of a batch waited in the model's queue, by model.",
+            ["model"],
+            buckets=INFERENCE_BUCKETS,
+        )
+        self.shed = Counter(
+            f"{PREFIX}_shed_requests_total",
+            "Requests turned away with 503 overloaded (the model's queue was full), by model.",
+            ["model"],
+        )
+        self.worker_requests = Counter(
+            f"{PREFIX}_worker_requests_total",
+            "Requests answered by each worker process (the split over workers).",
+            ["worker"],
+        )
         self.rejected = Counter(
             f"{PREFIX}_rejected_requests_total",
             "Requests answered with a 4xx because of bad input, by reason.",
@@ -64,9 +80,18 @@ class ServiceMetrics:
             multiprocess_mode="max",
         )
 
-    def observe_inference(self, model: str, batch: int, seconds: float) -> None:
-        self.inference_seconds.labels(model).observe(seconds)
-        self.batch_size.labels(model).observe(batch)
+    def batch_observer(self, model: str) -> Callable[[int, float, float], None]:
+        """For the model's micro-batcher: (images, seconds queued, seconds run) per batch."""
+        inference = self.inference_seconds.labels(model)
+        batch_size = self.batch_size.labels(model)
+        queue = self.queue_seconds.labels(model)
+
+        def observe(images: int, queued: float, ran: float) -> None:
+            inference.observe(ran)
+            batch_size.observe(images)
+            queue.observe(queued)
+
+        return observe
 
     def observe_predictions(
         self, model: str, class_names: Sequence[str], probabilities: np.ndarray

@@ -1,24 +1,22 @@
 """Facts about an ONNX file read without the ``onnx`` package (not a serving dependency).
 
-onnxruntime exposes the custom metadata but not the opset, so the opset is read from the
-ModelProto's wire format: field 8 (``opset_import``) holds OperatorSetIdProto messages
-with ``domain`` (field 1, empty for the default ONNX domain) and ``version`` (field 2).
+Read from the ModelProto's wire format, so that a folder of files can be looked through
+without creating an onnxruntime session for each: field 8 (``opset_import``) holds
+OperatorSetIdProto messages with ``domain`` (field 1, empty for the default ONNX domain)
+and ``version`` (field 2); field 14 (``metadata_props``) holds StringStringEntryProto
+messages with ``key`` (field 1) and ``value`` (field 2).
 """
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 _OPSET_IMPORT_FIELD = 8
+_METADATA_PROPS_FIELD = 14
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+class NotAnOnnxFile(ValueError):
+    """The bytes are not a protobuf message (a truncated, corrupt or foreign file)."""
 
 
 def _varint(buf: bytes, pos: int) -> tuple[int, int]:
@@ -48,6 +46,8 @@ def _fields(buf: bytes) -> list[tuple[int, int, bytes | int]]:
             pos += 8
         elif wire == 2:
             length, pos = _varint(buf, pos)
+            if pos + length > len(buf):
+                raise ValueError("truncated length-delimited field")
             out.append((number, wire, buf[pos : pos + length]))
             pos += length
         elif wire == 5:
@@ -55,6 +55,25 @@ def _fields(buf: bytes) -> list[tuple[int, int, bytes | int]]:
         else:
             raise ValueError(f"unsupported protobuf wire type {wire}")
     return out
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    """The ``metadata_props`` of an ONNX model file (empty if it has none).
+
+    Raises NotAnOnnxFile when the file is not a well-formed protobuf message.
+    """
+    try:
+        fields = _fields(Path(path).read_bytes())
+        meta: dict[str, str] = {}
+        for number, wire, value in fields:
+            if number == _METADATA_PROPS_FIELD and wire == 2 and isinstance(value, bytes):
+                entry = {n: v for n, _, v in _fields(value)}
+                key, val = entry.get(1, b""), entry.get(2, b"")
+                if isinstance(key, bytes) and isinstance(val, bytes):
+                    meta[key.decode("utf-8", "replace")] = val.decode("utf-8", "replace")
+    except (ValueError, IndexError) as exc:
+        raise NotAnOnnxFile(f"{path} is not a valid ONNX file ({exc})") from None
+    return meta
 
 
 def read_opset(path: Path) -> int | None:

@@ -1,66 +1,112 @@
-"""The BentoML service: the Fashion-MNIST CNNs behind one class.
+"""The BentoML service: the exported Fashion-MNIST CNNs behind one class.
 
     bentoml serve service.service:FashionMNISTService                 # models from the store
     FMNIST_MODEL_DIR=artifacts/onnx bentoml serve service.service:FashionMNISTService
 
-Which models are served: ``baseline`` and ``deeper`` always (required), ``improved`` when
-it is there (optional). Where they come from (decided once, at import, by
-``FMNIST_MODEL_DIR``):
-  * unset: class-level ``bentoml.models.BentoModel`` references to ``fmnist-baseline``,
-    ``fmnist-deeper`` and, if the store has it, ``fmnist-improved`` (imported with
-    ``python -m service.import_models``), so that ``bentoml build`` packs exactly those
-    models into the Bento and a Bento serves them;
-  * set: ``<dir>/<name>.onnx`` straight from the folder (tests, the Dockerfile):
-    ``baseline.onnx`` and ``deeper.onnx`` must exist, ``improved.onnx`` is served if
-    present; the class then holds no store reference at all, because ``bentoml serve``
-    resolves every referenced model before it starts.
+Which models are served (service/catalog.py): the exported ONNX files it is given, named
+by their metadata — every ``fmnist-<name>`` in the BentoML model store (imported with
+``python -m service.import_models``) or, with ``FMNIST_MODEL_DIR``, every exported
+``*.onnx`` in that folder; ``FMNIST_MODELS`` restricts and orders them.
 
-The public endpoints (docs/api.md) are a mounted Starlette app (service.http_api) so
-that every bad input gets the contract's 4xx error body. Concurrent single images are
-merged by BentoML's adaptive batcher (one per model, see ``_adaptive_batcher``); batch
-requests run onnxruntime directly.
+Fail fast: the settings, the catalog, the execution provider and every model file are
+checked when this module is imported by ``bentoml serve`` (and ``bentoml build``), before
+any worker starts; a problem ends the command with exit code 2 and one line that names
+the variable or the file and what is expected (a traceback only with ``FMNIST_DEBUG=1``).
+A worker that still fails to start stops the whole server rather than being restarted
+forever.
+
+The public endpoints (docs/api.md) are a mounted Starlette app (service.http_api).
+Single images go through the model's micro-batcher (service/batching.py); batch requests
+too, so that one model runs one batch at a time per worker.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+import os
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
 
-import anyio
 import bentoml
 import numpy as np
-from bentoml._internal.marshal.dispatcher import CorkDispatcher
 
 from fmnist.dataset import CLASS_NAMES
-from service.http_api import OverloadedError, create_app
-from service.inference import OnnxModel, choose_providers, load_model_dir
+from service.batching import BatchingPolicy, MicroBatcher
+from service.catalog import CatalogError, ModelSource, models_in_dir, models_in_store
+from service.http_api import create_app
+from service.inference import ModelFileError, OnnxModel, ProviderError, choose_providers
 from service.metrics import service_metrics
-from service.models_store import models_in_store, onnx_path_of, store_name
-from service.settings import ServiceSettings
+from service.models_store import onnx_path_of
+from service.settings import ServiceSettings, SettingsError, load_settings
+from service.workers import inherited_fd, own_listening_socket, tune_gc
 
 log = logging.getLogger(__name__)
 T = TypeVar("T", bound=type)
+STARTUP_ERRORS = (SettingsError, CatalogError, ModelFileError, ProviderError)
+# The prediction endpoints, excluded from BentoML's per-request tracing unless FMNIST_TRACING.
+PREDICTION_PATHS = ("/classify", "/classify_batch", "/classify_npy")
 
-SETTINGS = ServiceSettings.from_env()
-if SETTINGS.model_dir is not None:
-    SERVED_MODELS = SETTINGS.models_in_dir()
-    SETTINGS.check_default_served(SERVED_MODELS, f"FMNIST_MODEL_DIR={SETTINGS.model_dir}")
-else:
-    SERVED_MODELS = models_in_store()
-    SETTINGS.check_default_served(SERVED_MODELS, "the BentoML model store")
+
+def _fail(message: str, debug: bool) -> NoReturn:
+    """One line on stderr and exit 2 (the traceback too with FMNIST_DEBUG=1)."""
+    if debug:
+        raise
+    print(f"fmnist-service: error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
+
+
+def _is_worker() -> bool:
+    return bentoml.server_context.worker_index is not None
+
+
+def _startup() -> tuple[ServiceSettings, list[ModelSource], list[str]]:
+    """Settings, the served models and the providers, checked; exit 2 with one line if not."""
+    debug = os.environ.get("FMNIST_DEBUG", "").strip().lower() in ("1", "true", "yes", "on")
+    try:
+        settings = load_settings()
+        if settings.model_dir is not None:
+            sources = models_in_dir(settings.model_dir, settings.models)
+            where = f"FMNIST_MODEL_DIR={settings.model_dir}"
+        else:
+            sources = models_in_store(settings.models)
+            where = "the BentoML model store"
+        settings.choose_default(tuple(s.name for s in sources), where)
+        providers = choose_providers(settings.ort_provider)
+        if not _is_worker():
+            # bentoml serve / build, before any worker: load every file once, so that a
+            # corrupt file or a broken contract stops the command here.
+            for source in sources:
+                if source.path is not None:
+                    OnnxModel(source.name, source.path, 1, 1, providers)
+                else:
+                    path, _, _ = onnx_path_of(bentoml.models.get(source.store_tag))
+                    OnnxModel(source.name, path, 1, 1, providers)
+    except STARTUP_ERRORS as exc:
+        _fail(str(exc), debug)
+    return settings, sources, providers
+
+
+SETTINGS, SOURCES, PROVIDERS = _startup()
+SERVED_MODELS: tuple[str, ...] = tuple(s.name for s in SOURCES)
+DEFAULT_MODEL = SETTINGS.choose_default(SERVED_MODELS, "")
+WORKER_INDEX = bentoml.server_context.worker_index
+if WORKER_INDEX is not None and SETTINGS.reuse_port:
+    _fd = inherited_fd()
+    if _fd is not None and own_listening_socket(_fd, WORKER_INDEX):
+        log.info("worker %d listens on a SO_REUSEPORT socket of its own", WORKER_INDEX)
 
 
 def _store_references(cls: T) -> T:
-    """``<name>_model = BentoModel("fmnist-<name>:latest")`` for every served store model.
+    """``<name>_model = BentoModel("fmnist-<name>:<version>")`` for every served store model.
 
     Added before ``@bentoml.service`` looks at the class, which collects them for
     ``bentoml build`` and resolves them at ``bentoml serve``.
     """
-    if SETTINGS.model_dir is None:
-        for name in SERVED_MODELS:
-            setattr(cls, f"{name}_model", bentoml.models.BentoModel(f"{store_name(name)}:latest"))
+    for source in SOURCES:
+        if source.store_tag is not None:
+            setattr(cls, f"{source.name}_model", bentoml.models.BentoModel(source.store_tag))
     return cls
 
 
@@ -69,26 +115,24 @@ def _store_references(cls: T) -> T:
     workers=SETTINGS.workers,
     traffic={"timeout": 60},
     endpoints={"livez": "/livez", "readyz": "/readyz"},
+    logging={"access": {"enabled": SETTINGS.access_log}},
+    tracing={"excluded_urls": [] if SETTINGS.tracing else list(PREDICTION_PATHS)},
 )
 @bentoml.asgi_app(create_app(), path="/")
 @_store_references
 class FashionMNISTService:
-    """Classifies Fashion-MNIST images with the served CNNs (ONNX): baseline, deeper and,
-    when available, improved."""
+    """Classifies Fashion-MNIST images with the exported CNNs it is given (ONNX)."""
 
     def __init__(self) -> None:
         self.settings = SETTINGS
         self.served_models = SERVED_MODELS
+        self.default_model = DEFAULT_MODEL
+        self.worker = str(WORKER_INDEX or 0)
         self._ready = False
-        providers = choose_providers(SETTINGS.ort_provider)
-        intra, inter = SETTINGS.ort_intra_threads, SETTINGS.ort_inter_threads
-        if SETTINGS.model_dir is not None:
-            self.models = load_model_dir(SETTINGS.model_dir, SERVED_MODELS, intra, inter, providers)
-        else:
-            self.models = {}
-            for name in SERVED_MODELS:
-                path, sha256, opset = onnx_path_of(getattr(self, f"{name}_model"))
-                self.models[name] = OnnxModel(name, path, intra, inter, providers, sha256, opset)
+        try:
+            self.models = self._load_models()
+        except STARTUP_ERRORS as exc:
+            self._stop_server(str(exc))
         self.metrics = service_metrics()
         for name, model in self.models.items():
             seconds = model.warm_up()
@@ -100,66 +144,63 @@ class FashionMNISTService:
                 model.card.sha256[:12],
                 seconds,
             )
-        # One onnxruntime call at a time per worker: sessions already use the worker's
-        # thread budget (FMNIST_ORT_INTRA_THREADS), more would oversubscribe the CPU.
-        self._limiter = anyio.CapacityLimiter(1)
-        self._batchers = {name: self._adaptive_batcher(name) for name in self.models}
+        policy = BatchingPolicy(
+            max_batch_size=SETTINGS.batching_max_batch_size,
+            max_wait_s=SETTINGS.batching_max_wait_s,
+            max_queue=SETTINGS.batching_max_queue,
+        )
+        self._batchers = {
+            name: MicroBatcher(name, self._runner(name), policy, self.metrics.batch_observer(name))
+            for name in self.models
+        }
+        tune_gc()
         self._ready = True
+
+    def _load_models(self) -> dict[str, OnnxModel]:
+        intra, inter = SETTINGS.ort_intra_threads, SETTINGS.ort_inter_threads
+        models = {}
+        for source in SOURCES:
+            if source.path is not None:
+                models[source.name] = OnnxModel(source.name, source.path, intra, inter, PROVIDERS)
+            else:
+                path, sha256, opset = onnx_path_of(getattr(self, f"{source.name}_model"))
+                models[source.name] = OnnxModel(
+                    source.name, path, intra, inter, PROVIDERS, sha256, opset
+                )
+        return models
+
+    @staticmethod
+    def _stop_server(message: str) -> NoReturn:
+        """A worker that cannot load its models stops the server instead of restarting."""
+        print(f"fmnist-service: error: {message}", file=sys.stderr, flush=True)
+        os.kill(os.getppid(), signal.SIGTERM)
+        raise SystemExit(2)
 
     def __is_ready__(self) -> bool:
         return self._ready
 
-    def run_model(self, name: str, pixels: np.ndarray) -> np.ndarray:
-        """onnxruntime on (N, 28, 28) pixels → (N, 10) probabilities, with metrics."""
-        start = time.perf_counter()
-        probabilities = self.models[name].predict(pixels)
-        self.metrics.observe_inference(name, len(probabilities), time.perf_counter() - start)
-        self.metrics.observe_predictions(name, CLASS_NAMES, probabilities)
-        return probabilities
+    def _runner(self, name: str) -> Callable[[np.ndarray], np.ndarray]:
+        model = self.models[name]
+        metrics = self.metrics
 
-    def _adaptive_batcher(self, name: str) -> Callable[[np.ndarray], Awaitable[np.ndarray]]:
-        """BentoML's adaptive batcher (the CorkDispatcher behind ``batchable=True`` APIs).
+        def run(pixels: np.ndarray) -> np.ndarray:
+            probabilities = model.predict(pixels)
+            metrics.observe_predictions(name, CLASS_NAMES, probabilities)
+            return probabilities
 
-        Driven directly rather than through a batchable ``@bentoml.api`` plus the service's
-        self-client, which costs a second HTTP round trip, JSON encoding and an access-log
-        line per image (measured: below the reference service's throughput at 32 clients).
-        Like BentoML's APIs it sheds load (503) when ``max_latency_ms`` cannot be met.
-        """
-
-        def overloaded() -> np.ndarray:
-            raise OverloadedError(
-                f"the adaptive batcher of {name} cannot answer within "
-                f"{SETTINGS.batching_max_latency_ms} ms; retry later or raise "
-                "FMNIST_BATCHING_MAX_LATENCY_MS"
-            )
-
-        dispatcher: CorkDispatcher[np.ndarray, np.ndarray] = CorkDispatcher(
-            max_latency_in_ms=SETTINGS.batching_max_latency_ms,
-            max_batch_size=SETTINGS.batching_max_batch_size,
-            fallback=overloaded,
-            get_batch_size=lambda _: 1,
-        )
-
-        async def run_batch(images: Sequence[np.ndarray]) -> list[np.ndarray]:
-            batch = np.stack(images)  # (B, 28, 28)
-            probabilities = await anyio.to_thread.run_sync(
-                self.run_model, name, batch, limiter=self._limiter
-            )
-            return list(probabilities)
-
-        return dispatcher(run_batch)  # type: ignore[return-value]
+        return run
 
     async def classify_one(self, model: str, pixels: np.ndarray) -> np.ndarray:
-        """One (28, 28) image through the model's adaptive batcher → (10,) probabilities."""
-        return await self._batchers[model](pixels)
+        """One (28, 28) image through the model's micro-batcher → (10,) probabilities."""
+        return (await self._batchers[model].submit(pixels[None]))[0]
 
     async def classify_many(self, model: str, pixels: np.ndarray) -> np.ndarray:
-        """A client's batch, straight to onnxruntime in a worker thread."""
-        return await anyio.to_thread.run_sync(self.run_model, model, pixels, limiter=self._limiter)
+        """A client's (N, 28, 28) batch through the same batcher → (N, 10) probabilities."""
+        return await self._batchers[model].submit(pixels)
 
     def model_listing(self) -> dict[str, Any]:
         return {
-            "default": SETTINGS.default_model,
+            "default": self.default_model,
             "models": [
                 {**m.card.to_json(), "providers": m.providers} for m in self.models.values()
             ],

@@ -1,123 +1,143 @@
-"""Service settings, read once from ``FMNIST_*`` environment variables and checked.
+"""Service settings: ``FMNIST_*`` environment variables, typed and checked once at start-up.
 
-BentoML reads worker counts and batching limits from the ``@bentoml.service`` /
-``@bentoml.api`` decorators when the service module is imported, so the settings are
-read at import time too; a bad value stops the server at start-up with a message that
-names the variable, the value and what is expected.
+BentoML reads the worker count from the ``@bentoml.service`` decorator when the service
+module is imported, so the settings are read at import time too. A bad value stops
+``bentoml serve`` before any worker starts, with one line that names the variable, the
+value and what is expected (:func:`describe_error`). The table of every setting is in
+docs/api.md.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Any
 
-# Every model the service knows, in listing order. The required ones must be there; the
-# optional ones (``improved``, from training's improved recipe) are served when present.
-MODEL_NAMES: tuple[str, ...] = ("baseline", "deeper", "improved")
-REQUIRED_MODELS: tuple[str, ...] = ("baseline", "deeper")
-OPTIONAL_MODELS: tuple[str, ...] = tuple(n for n in MODEL_NAMES if n not in REQUIRED_MODELS)
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
 PREFIX = "FMNIST_"
+RETIRED = {
+    "BATCHING_MAX_LATENCY_MS": "the batcher keeps no latency budget any more; use "
+    "FMNIST_BATCHING_MAX_WAIT_MS (how long a request may wait for others) and "
+    "FMNIST_BATCHING_MAX_QUEUE (how many may wait before 503)",
+}
 
 
 class SettingsError(ValueError):
     """An ``FMNIST_*`` environment variable holds a value the service cannot use."""
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
-    raw = env.get(PREFIX + name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(
-            f"{PREFIX}{name}={raw!r} is not an integer (expected >= {minimum})"
-        ) from None
-    if value < minimum:
-        raise SettingsError(f"{PREFIX}{name}={value} is too small (expected >= {minimum})")
-    return value
-
-
-@dataclass(frozen=True)
-class ServiceSettings:
+class ServiceSettings(BaseSettings):
     """Everything the service can be told from outside; see the table in docs/api.md."""
 
-    default_model: str = "baseline"
-    model_dir: Path | None = None  # None: the BentoML model store (fmnist-baseline, ...)
-    workers: int = 2
-    ort_intra_threads: int = 1  # per session; workers x intra threads <= cores
-    ort_inter_threads: int = 1
+    model_config = SettingsConfigDict(
+        env_prefix=PREFIX, frozen=True, extra="ignore", validate_default=True
+    )
+
+    # Where the models come from: a folder of exported ONNX files, or (unset) the BentoML
+    # model store (fmnist-<name>, imported with python -m service.import_models).
+    model_dir: Path | None = None
+    # Which of them to serve, in listing order; each one listed must be there. Unset:
+    # every model found, by name.
+    models: Annotated[tuple[str, ...] | None, NoDecode] = None
+    default_model: str | None = None  # unset: the first served model
+    workers: int = Field(2, ge=1, le=64)
+    ort_intra_threads: int = Field(1, ge=0, le=256)  # per session; workers x threads <= cores
+    ort_inter_threads: int = Field(1, ge=0, le=256)
     ort_provider: str = "auto"  # auto (CUDA if available, else CPU), cpu, cuda
-    batching_max_batch_size: int = 64  # adaptive batching of /classify requests
-    batching_max_latency_ms: int = 1000
-    max_batch_size: int = 1024  # images per /classify_batch or /classify_npy call
-    max_body_bytes: int = 10 * 1024 * 1024
+    batching_max_batch_size: int = Field(64, ge=1, le=4096)  # images per onnxruntime call
+    batching_max_wait_ms: float = Field(2.0, ge=0, le=1000)
+    batching_max_queue: int = Field(256, ge=1, le=100_000)  # per model and worker
+    max_batch_size: int = Field(1024, ge=1, le=100_000)  # images per batch request
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, le=1 << 31)
+    # One listening socket per worker (SO_REUSEPORT): the kernel spreads connections over
+    # the workers instead of letting the first one that wakes up take them all.
+    reuse_port: bool = True
+    access_log: bool = False  # BentoML's per-request access log line
+    tracing: bool = False  # BentoML's OpenTelemetry spans on the prediction endpoints
+    debug: bool = False  # tracebacks instead of one-line start-up errors
 
+    @field_validator("model_dir", mode="before")
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> ServiceSettings:
-        env = os.environ if env is None else env
-        default_model = env.get(PREFIX + "DEFAULT_MODEL", "baseline").strip() or "baseline"
-        if default_model not in MODEL_NAMES:
-            raise SettingsError(
-                f"{PREFIX}DEFAULT_MODEL={default_model!r} is not a known model "
-                f"(expected one of {', '.join(MODEL_NAMES)})"
-            )
-        provider = env.get(PREFIX + "ORT_PROVIDER", "auto").strip().lower() or "auto"
-        if provider not in ("auto", "cpu", "cuda"):
-            raise SettingsError(
-                f"{PREFIX}ORT_PROVIDER={provider!r} is not known (expected auto, cpu or cuda)"
-            )
-        raw_dir = env.get(PREFIX + "MODEL_DIR", "").strip()
-        model_dir = Path(raw_dir) if raw_dir else None
-        settings = cls(
-            default_model=default_model,
-            model_dir=model_dir,
-            workers=_int(env, "WORKERS", cls.workers, 1),
-            ort_intra_threads=_int(env, "ORT_INTRA_THREADS", cls.ort_intra_threads, 0),
-            ort_inter_threads=_int(env, "ORT_INTER_THREADS", cls.ort_inter_threads, 0),
-            ort_provider=provider,
-            batching_max_batch_size=_int(
-                env, "BATCHING_MAX_BATCH_SIZE", cls.batching_max_batch_size, 2
-            ),
-            batching_max_latency_ms=_int(
-                env, "BATCHING_MAX_LATENCY_MS", cls.batching_max_latency_ms, 1
-            ),
-            max_batch_size=_int(env, "MAX_BATCH_SIZE", cls.max_batch_size, 1),
-            max_body_bytes=_int(env, "MAX_BODY_BYTES", cls.max_body_bytes, 1024),
-        )
-        return settings
+    def _empty_dir_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
 
-    def check_model_dir(self) -> None:
-        """Fail early when FMNIST_MODEL_DIR is set but lacks a required model file."""
-        if self.model_dir is None:
-            return
-        missing = [n for n in REQUIRED_MODELS if not (self.model_dir / f"{n}.onnx").is_file()]
-        if missing:
-            raise SettingsError(
-                f"{PREFIX}MODEL_DIR={self.model_dir} lacks "
-                + ", ".join(f"{n}.onnx" for n in missing)
-                + " (expected the files written by fmnist-export, or unset it to load the "
-                "models from the BentoML store)"
+    @field_validator("models", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            names = tuple(dict.fromkeys(n.strip() for n in value.split(",") if n.strip()))
+            return names or None
+        return value
+
+    @field_validator("default_model", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("ort_provider", mode="before")
+    @classmethod
+    def _provider(cls, value: Any) -> Any:
+        value = str(value).strip().lower() or "auto"
+        if value not in ("auto", "cpu", "cuda"):
+            raise ValueError("expected auto, cpu or cuda")
+        return value
+
+    @model_validator(mode="after")
+    def _default_among_models(self) -> ServiceSettings:
+        if self.models and self.default_model and self.default_model not in self.models:
+            raise ValueError(
+                f"FMNIST_DEFAULT_MODEL={self.default_model!r} is not in FMNIST_MODELS "
+                f"({', '.join(self.models)})"
             )
+        return self
 
-    def models_in_dir(self) -> tuple[str, ...]:
-        """The models FMNIST_MODEL_DIR provides: the required ones (checked) and any optional."""
-        if self.model_dir is None:
-            raise SettingsError(f"{PREFIX}MODEL_DIR is not set")
-        self.check_model_dir()
-        return tuple(
-            n
-            for n in MODEL_NAMES
-            if n in REQUIRED_MODELS or (self.model_dir / f"{n}.onnx").is_file()
-        )
+    @property
+    def batching_max_wait_s(self) -> float:
+        return self.batching_max_wait_ms / 1000.0
 
-    def check_default_served(self, served: tuple[str, ...], source: str) -> None:
-        """FMNIST_DEFAULT_MODEL must be one of the models actually served."""
+    def choose_default(self, served: tuple[str, ...], source: str) -> str:
+        """FMNIST_DEFAULT_MODEL, which must be served, or the first served model."""
+        if self.default_model is None:
+            return served[0]
         if self.default_model not in served:
             raise SettingsError(
                 f"{PREFIX}DEFAULT_MODEL={self.default_model!r} is not served: {source} "
-                f"provides {', '.join(served)} (add {self.default_model} there or pick one "
-                "of those)"
+                f"provides {', '.join(served)} (pick one of those, or add the model there)"
             )
+        return self.default_model
+
+
+def describe_error(exc: ValidationError) -> str:
+    """pydantic's report → one line per bad variable, joined: name, value, expectation."""
+    parts = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else ""
+        name = PREFIX + field.upper() if field else "settings"
+        value = error.get("input")
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if field:
+            parts.append(f"{name}={value!r}: {message}")
+        else:
+            parts.append(message)
+    return "; ".join(parts)
+
+
+def load_settings(env: dict[str, str] | None = None) -> ServiceSettings:
+    """Settings from ``env`` (default: the process environment), or a one-line SettingsError."""
+    import os
+
+    source = os.environ if env is None else env
+    for name, why in RETIRED.items():
+        if source.get(PREFIX + name, "").strip():
+            raise SettingsError(f"{PREFIX}{name} is no longer read: {why}")
+    values = {
+        key[len(PREFIX) :].lower(): value
+        for key, value in source.items()
+        if key.startswith(PREFIX) and key[len(PREFIX) :].lower() in ServiceSettings.model_fields
+    }
+    try:
+        # Values are passed explicitly so that ``env`` (tests) wins over the process's own.
+        return ServiceSettings.model_validate(values) if env is not None else ServiceSettings()
+    except ValidationError as exc:
+        raise SettingsError(describe_error(exc)) from None

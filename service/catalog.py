@@ -1,0 +1,132 @@
+"""Which models the service serves: the exported files it is given, named by their metadata.
+
+The service knows no model names. A model is served when its ONNX file carries the
+project's metadata (``model_name``, written by fmnist-export), under that name:
+
+* ``FMNIST_MODEL_DIR`` set: every ``*.onnx`` in that folder that carries it (files that
+  do not are skipped with a warning);
+* unset: every ``fmnist-<name>`` model in the BentoML model store (imported with
+  ``python -m service.import_models``), its latest version.
+
+``FMNIST_MODELS`` (comma-separated) restricts and orders them and makes each one
+required; otherwise they are listed by name. Finding no model, two files with one name, or
+a listed model that is missing is a :class:`CatalogError` with one line that says what to
+do.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from fmnist.contract import ONNX_SUFFIX, PROJECT_MARKER_KEY
+from service.onnx_file import NotAnOnnxFile, read_metadata
+
+log = logging.getLogger(__name__)
+
+STORE_PREFIX = "fmnist-"  # BentoML model store: fmnist-<name>
+STORE_FILENAME = "model.onnx"
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+IMPORT_HINT = "python -m service.import_models --onnx-dir artifacts/onnx"
+
+
+class CatalogError(RuntimeError):
+    """The served models cannot be determined; the message is one line."""
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where one served model comes from."""
+
+    name: str
+    path: Path | None  # the ONNX file (None for a store model until BentoML resolves it)
+    store_tag: str | None = None  # "fmnist-<name>:<version>" for store models
+
+
+def store_name(model: str) -> str:
+    return f"{STORE_PREFIX}{model}"
+
+
+def check_name(name: str, where: str) -> str:
+    if not NAME_PATTERN.match(name):
+        raise CatalogError(
+            f"{where} names its model {name!r}; expected lowercase letters, digits, '_', '.', "
+            "'-' (at most 64), as fmnist-export writes"
+        )
+    return name
+
+
+def model_name_of(path: Path) -> str | None:
+    """The project's model name recorded in an ONNX file, or None for a foreign file."""
+    try:
+        meta = read_metadata(path)
+    except NotAnOnnxFile as exc:
+        raise CatalogError(str(exc) + " (expected a file written by fmnist-export)") from None
+    except OSError as exc:
+        raise CatalogError(f"{path} cannot be read ({exc.strerror})") from None
+    name = meta.get(PROJECT_MARKER_KEY)
+    return check_name(name, str(path)) if name else None
+
+
+def _select(
+    found: dict[str, ModelSource], wanted: tuple[str, ...] | None, source: str
+) -> list[ModelSource]:
+    if wanted:
+        missing = [n for n in wanted if n not in found]
+        if missing:
+            raise CatalogError(
+                f"FMNIST_MODELS lists {', '.join(missing)} but {source} provides "
+                f"{', '.join(sorted(found)) or 'no model'}"
+            )
+        return [found[n] for n in wanted]
+    return [found[n] for n in sorted(found)]
+
+
+def models_in_dir(folder: Path, wanted: tuple[str, ...] | None = None) -> list[ModelSource]:
+    """The project's ONNX files in ``folder`` (see the module docstring)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CatalogError(
+            f"FMNIST_MODEL_DIR={folder} is not a folder (expected the folder fmnist-export "
+            "writes, e.g. artifacts/onnx)"
+        )
+    found: dict[str, ModelSource] = {}
+    for path in sorted(folder.glob(f"*{ONNX_SUFFIX}")):
+        name = model_name_of(path)
+        if name is None:
+            log.warning("%s has no %r metadata: not one of ours, skipped", path, PROJECT_MARKER_KEY)
+            continue
+        if name in found:
+            raise CatalogError(
+                f"{found[name].path} and {path} both hold model {name!r} (expected one file "
+                "per model)"
+            )
+        found[name] = ModelSource(name, path)
+    if not found:
+        raise CatalogError(
+            f"FMNIST_MODEL_DIR={folder} holds no exported model (expected <name>.onnx files "
+            "written by fmnist-export, e.g. artifacts/onnx)"
+        )
+    return _select(found, wanted, f"FMNIST_MODEL_DIR={folder}")
+
+
+def models_in_store(wanted: tuple[str, ...] | None = None) -> list[ModelSource]:
+    """The latest ``fmnist-<name>`` of every model in the BentoML model store."""
+    import bentoml
+
+    found: dict[str, ModelSource] = {}
+    for model in bentoml.models.list():
+        if not model.tag.name.startswith(STORE_PREFIX):
+            continue
+        name = model.tag.name[len(STORE_PREFIX) :]
+        if name not in found:
+            latest = bentoml.models.get(f"{model.tag.name}:latest")
+            found[name] = ModelSource(check_name(name, str(latest.tag)), None, str(latest.tag))
+    if not found:
+        raise CatalogError(
+            "the BentoML model store holds no fmnist-* model: run "
+            f"`{IMPORT_HINT}` first, or set FMNIST_MODEL_DIR to the folder of ONNX files"
+        )
+    return _select(found, wanted, "the BentoML model store")
