@@ -41,6 +41,20 @@ lint: setup  ## ruff lint + format check
 bench-train: setup  ## training images/s: plain loop vs the project's step
 	$(PY) benchmarks/train_throughput.py --compile
 
+.PHONY: bench-peers
+PEERS_REQ := benchmarks/peers/requirements-kserve.txt
+bench-peers:  ## the serving benchmark's KServe peer, in its own virtualenv .venv-peers
+	@stamp=.venv-peers/.installed-$$(sha256sum $(PEERS_REQ) | cut -c1-16); \
+	if [ ! -e $$stamp ]; then \
+	  echo "bench-peers: installing $(PEERS_REQ) into .venv-peers"; \
+	  [ -x .venv-peers/bin/python ] || $$(command -v python3.11 || echo python3) -m venv .venv-peers; \
+	  .venv-peers/bin/python -m pip install -q -r $(PEERS_REQ) && rm -f .venv-peers/.installed-* && touch $$stamp; \
+	fi
+
+BENCH_SERVE_ARGS ?=
+bench-serve: setup bench-peers  ## serving benchmark: service vs BentoML reference and KServe (wrk, server CPU)
+	$(PY) benchmarks/serve_throughput.py --onnx-dir $(ARTIFACTS)/onnx $(BENCH_SERVE_ARGS)
+
 clean:  ## remove build outputs (keeps artifacts/ and the venv)
 	rm -rf reports build .pytest_cache .ruff_cache
 

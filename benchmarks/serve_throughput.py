@@ -1,278 +1,393 @@
-"""Service throughput and latency against in-process onnxruntime and a default BentoML service.
+"""Serving benchmark that measures the server, not the client (issue 11, item 4).
 
-    .venv/bin/python benchmarks/serve_throughput.py --onnx-dir artifacts/onnx
-    .venv/bin/python benchmarks/serve_throughput.py --onnx-dir /tmp/q1/onnx --seconds 3 --quick
+    make bench-peers    # once: the KServe peer's own virtualenv (.venv-peers)
+    make bench-serve    # .venv/bin/python benchmarks/serve_throughput.py --onnx-dir artifacts/onnx
 
-Measures, in one run (all on this machine, load generator included):
-  1. in-process onnxruntime images/s at batch 1 and 64 (ORT default threads);
-  2. the service's ``POST /classify`` (one PNG per request) requests/s and p50/p95/p99
-     latency at 1, 8, 32 and 64 concurrent keep-alive clients, counting non-200 answers;
-  3. the batch endpoint ``POST /classify_npy`` (1024 uint8 images per request) images/s;
-  4. the reference: the same model in a minimal default BentoML service (one worker,
-     default settings, a JSON pixel list per request) under the same load.
-The load generator is a small asyncio HTTP/1.1 client (pre-encoded requests) so that it
-takes as little CPU as possible from the servers. Prints a Markdown table.
+In one run, on one PNG (a Fashion-MNIST test image), one server at a time on 127.0.0.1:
+  1. this service (service.launch, FMNIST_WORKERS=2): ``POST /classify`` multipart, plus
+     the raw ``image/png`` body and the v2 JSON endpoint when the service answers them;
+  2. the default BentoML reference (benchmarks/peers/reference_service.py, 1 worker, raw
+     PNG body) and 3. the KServe Python model server (benchmarks/peers/kserve_model.py,
+     ``--workers 2``, v2 JSON of one [1,1,28,28] FP32 tensor), same ONNX file;
+each at 1, 32 and 256 connections opened at once (wrk, closed loop), then at a fixed
+offered load of 50 % of the best rate measured so far (hey, before the largest count);
+4. ``/classify_npy`` at batch 64 against in-process onnxruntime at batch 64 (one session,
+and one per worker in parallel, 1 thread each like the service); 5. recovery, on a freshly
+started service: idle latency, a burst of 256 connections, idle latency 5 s and 30 s after.
+Server CPU is read from /proc for the whole process tree before and after each window.
+Prints Markdown ready to paste into docs/performance.md; ``--json FILE`` keeps raw figures.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import io
 import json
 import logging
+import multiprocessing as mp
 import os
+import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path[:0] = [str(HERE), str(REPO)]
+import loadgen as lg  # noqa: E402
+import serve_report  # noqa: E402
+
 from service.launch import bentoml_server  # noqa: E402
 
-log = logging.getLogger("serve_throughput")
-
-REFERENCE_SERVICE = """
-import os
-import bentoml
-import numpy as np
-import onnxruntime as ort
+log = logging.getLogger("bench-serve")
+PEERS = HERE / "peers"
+PEER_PYTHON = REPO / ".venv-peers" / "bin" / "python"
+BATCH = 64
 
 
-@bentoml.service
-class Reference:
-    def __init__(self) -> None:
-        self.session = ort.InferenceSession(os.environ["REF_MODEL"])
-
-    @bentoml.api
-    def classify(self, pixels: list[list[float]]) -> dict:
-        x = np.asarray(pixels, dtype=np.float32).reshape(1, 1, 28, 28)
-        probs = self.session.run(["probabilities"], {"pixels": x})[0][0]
-        return {"class_index": int(probs.argmax()), "probabilities": probs.tolist()}
-"""
+# ---------------------------------------------------------------- requests and in-process
+def v2_body(pixels: np.ndarray, name: str = "pixels") -> bytes:
+    data = pixels.astype(np.float32).reshape(-1).tolist()
+    tensor = {"name": name, "shape": [1, 1, 28, 28], "datatype": "FP32", "data": data}
+    return json.dumps({"inputs": [tensor]}).encode()
 
 
-@dataclass
-class LoadResult:
-    clients: int
-    requests: int
-    errors: int
-    status_503: int
-    seconds: float
-    latencies: list[float]
-
-    @property
-    def rps(self) -> float:
-        return self.requests / self.seconds
-
-    def pct(self, q: float) -> float:
-        if not self.latencies:
-            return float("nan")
-        return float(np.percentile(self.latencies, q) * 1000)
-
-
-def http_request(host: str, port: int, path: str, body: bytes, content_type: str) -> bytes:
-    head = (
-        f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: {content_type}\r\n"
-        f"Content-Length: {len(body)}\r\nConnection: keep-alive\r\n\r\n"
-    )
-    return head.encode() + body
-
-
-def multipart(field: str, filename: str, data: bytes, extra: dict[str, str]) -> tuple[bytes, str]:
-    boundary = "fmnistbenchboundary"
-    parts = [
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
-        for k, v in extra.items()
-    ]
-    parts.append(
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; '
-        f'filename="{filename}"\r\nContent-Type: application/octet-stream\r\n\r\n'.encode()
-        + data
-        + b"\r\n"
-    )
-    return b"".join(
-        parts
-    ) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
-
-
-async def _client(
-    host: str, port: int, requests: list[bytes], stop: float, out: LoadResult, offset: int
-) -> None:
-    reader, writer = await asyncio.open_connection(host, port)
-    i = offset
+def batch_images(png_pixels: np.ndarray) -> tuple[np.ndarray, str]:
     try:
-        while time.perf_counter() < stop:
-            start = time.perf_counter()
-            writer.write(requests[i % len(requests)])
-            i += 1
-            await writer.drain()
-            status_line = await reader.readline()
-            length = 0
-            while (line := await reader.readline()) not in (b"\r\n", b""):
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":")[1])
-            await reader.readexactly(length)
-            status = int(status_line.split()[1])
-            out.latencies.append(time.perf_counter() - start)
-            out.requests += 1
-            if status != 200:
-                out.errors += 1
-                out.status_503 += status == 503
-    finally:
-        writer.close()
+        from fmnist.dataset import load_test_set
+
+        return load_test_set(limit=BATCH).images, "the first 64 test images"
+    except Exception:  # no dataset here: the PNG repeated is as costly for onnxruntime
+        return np.repeat(png_pixels[None], BATCH, axis=0), "the PNG repeated"
 
 
-async def run_load(
-    url: str, requests: list[bytes], clients: int, seconds: float, warmup: float = 1.0
-) -> LoadResult:
-    host, port = url.removeprefix("http://").split(":")
-    if warmup:
-        await run_load(url, requests, clients, warmup, warmup=0)
-    out = LoadResult(clients, 0, 0, 0, 0.0, [])
-    start = time.perf_counter()
-    stop = start + seconds
-    await asyncio.gather(
-        *(_client(host, int(port), requests, stop, out, k * 7) for k in range(clients))
-    )
-    out.seconds = time.perf_counter() - start
-    return out
+def _ort_loop(path: str, x: np.ndarray, seconds: float, threads: int) -> float:
+    import onnxruntime as ort
 
-
-def in_process_ort(path: Path, images: np.ndarray, batch: int, seconds: float) -> float:
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    x = images[:batch, None].astype(np.float32)
-    session.run(["probabilities"], {"pixels": x})
-    done, start = 0, time.perf_counter()
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = opts.inter_op_num_threads = threads
+    sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+    sess.run(["probabilities"], {"pixels": x})
+    n, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        session.run(["probabilities"], {"pixels": x})
-        done += batch
-    return done / (time.perf_counter() - start)
+        sess.run(["probabilities"], {"pixels": x})
+        n += x.shape[0]
+    return n / (time.perf_counter() - start)
 
 
-def load_images(n: int) -> tuple[np.ndarray, str]:
-    try:
-        from fmnist.dataset import DatasetError, load_test_set
-
-        return load_test_set(limit=n).images, "Fashion-MNIST test images"
-    except (ImportError, DatasetError):
-        rng = np.random.default_rng(0)
-        return rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), "random images"
+def in_process(path: Path, images: np.ndarray, seconds: float, procs: int) -> float:
+    """Images/s of ``procs`` processes each running onnxruntime (1 thread) at batch 64."""
+    x = images[:, None].astype(np.float32)
+    threads = int(os.environ.get("FMNIST_ORT_INTRA_THREADS", "1"))
+    with mp.get_context("spawn").Pool(procs) as pool:
+        return sum(pool.starmap(_ort_loop, [(str(path), x, seconds, threads)] * procs))
 
 
-def png_bytes(image: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG")
-    return buf.getvalue()
+# ---------------------------------------------------------------- measuring one server
+class Bench:
+    def __init__(self, args: argparse.Namespace, tmp: Path) -> None:
+        self.args, self.tmp = args, tmp
+        self.points: list[dict[str, Any]] = []
+        self.fixed: list[dict[str, Any]] = []
+        self.notes: list[str] = []
+        self.extra: dict[str, Any] = {}
+
+    def guard(self, name: str, run: Callable[..., None], *args: Any) -> bool:
+        """Run one server's part; on failure keep going, with its log's tail on stderr."""
+        try:
+            run(*args)
+            return True
+        except (RuntimeError, TimeoutError, subprocess.SubprocessError) as exc:
+            for path in sorted(self.tmp.glob(f"{name}*.log")):
+                tail = path.read_text(errors="replace").splitlines()[-15:]
+                log.error("%s:\n%s", path.name, "\n".join(tail))
+            log.error("%s failed: %s", name, exc)
+            self.notes.append(f"{name}: failed ({exc}); its log's tail went to stderr")
+            return False
+
+    def point(
+        self,
+        server: str,
+        url: str,
+        pid: int,
+        workers: int,
+        req: lg.Request,
+        conns: int,
+        seconds: float,
+    ) -> dict[str, Any]:
+        _, script = req.files(self.tmp)
+        with lg.CpuMeter(pid, url, workers) as meter:
+            w = lg.run_wrk(url + req.path, script, conns, seconds, self.args.wrk_threads)
+            p = {
+                "server": server,
+                "request": req.label,
+                "conns": conns,
+                **w,
+                **meter.result(w["requests"], w["client_cpu_s"]),
+            }
+        log.info(
+            "%s %s c=%d: %.0f req/s p99 %.1f ms, %.2f CPU ms/req, %.2f cores",
+            server,
+            req.label,
+            conns,
+            p["rps"],
+            p["p99"],
+            p["cpu_ms_per_req"],
+            p["cores_busy"],
+        )
+        return p
+
+    def sweep(self, server: str, url: str, pid: int, workers: int, reqs: list[lg.Request]) -> None:
+        a = self.args
+        for req in reqs:  # warm-up: first connections, first batches, caches
+            _, script = req.files(self.tmp)
+            lg.run_wrk(url + req.path, script, 8, a.warmup, 1)
+        conns = sorted(a.connections)
+        for i, c in enumerate(conns):
+            if i == len(conns) - 1 and not a.no_fixed:
+                self.fixed_load(server, url, pid, workers, reqs[0])
+            for req in reqs:
+                time.sleep(a.settle)
+                self.points.append(self.point(server, url, pid, workers, req, c, a.seconds))
+
+    def fixed_load(self, server: str, url: str, pid: int, workers: int, req: lg.Request) -> None:
+        best = max(
+            (p["rps"] for p in self.points if p["server"] == server and p["request"] == req.label),
+            default=0.0,
+        )
+        if best <= 0:
+            return
+        body, _ = req.files(self.tmp)
+        time.sleep(self.args.settle)
+        with lg.CpuMeter(pid, url, workers) as meter:
+            h = lg.run_hey(
+                url,
+                req,
+                body,
+                best * self.args.fixed_fraction,
+                self.args.seconds,
+                self.args.fixed_workers,
+            )
+            h.update(meter.result(h["requests"], h["client_cpu_s"]))
+        self.fixed.append({"server": server, "request": req.label, "capacity": best, **h})
+        log.info(
+            "%s fixed %.0f req/s: got %.0f, p99 %.1f ms",
+            server,
+            h["offered_rps"],
+            h.get("rps", 0),
+            h.get("p99", float("nan")),
+        )
+
+    # ------------------------------------------------------------ the three servers
+    def service(self, onnx_dir: Path, png: bytes, pixels: np.ndarray) -> None:
+        a = self.args
+        env = {
+            "FMNIST_MODEL_DIR": str(onnx_dir.resolve()),
+            "FMNIST_WORKERS": str(a.workers),
+            "FMNIST_DEFAULT_MODEL": "baseline",
+            "BENTOML_HOME": str(self.tmp / "bentoml"),
+        }
+        body, ctype = lg.multipart("image", "image.png", png, "image/png")
+        reqs = [lg.Request("multipart PNG", "/classify", body, ctype)]
+        optional = [
+            lg.Request("raw PNG body", "/classify", png, "image/png"),
+            lg.Request("v2 JSON", "/v2/models/baseline/infer", v2_body(pixels), "application/json"),
+        ]
+        with bentoml_server(env, log_path=self.tmp / "service.log") as url:
+            pid = lg.child_server_pid(int(url.rsplit(":", 1)[1]))
+            for req in optional:
+                status, _ = lg.post(url, req)
+                if status == 200:
+                    reqs.append(req)
+                else:
+                    self.notes.append(
+                        f"service {req.label} `{req.path}`: answered {status}, not measured"
+                    )
+            self.sweep("service", url, pid, a.workers, reqs)
+            if not a.no_batch:
+                self.batch(url, pid)
+        if not a.no_recovery:
+            with bentoml_server(env, log_path=self.tmp / "service-recovery.log") as url:
+                self.recovery(url, lg.child_server_pid(int(url.rsplit(":", 1)[1])), reqs[0])
+
+    def batch(self, url: str, pid: int) -> None:
+        images = self.extra["batch_images"]
+        npy = io.BytesIO()
+        np.save(npy, images)
+        body, ctype = lg.multipart("array", "batch.npy", npy.getvalue(), "application/octet-stream")
+        req = lg.Request("npy batch 64", "/classify_npy", body, ctype)
+        time.sleep(self.args.settle)
+        p = self.point(
+            "service",
+            url,
+            pid,
+            self.args.workers,
+            req,
+            self.args.batch_connections,
+            self.args.seconds,
+        )
+        p["images_per_s"] = p["rps"] * BATCH
+        self.extra["batch"] = p
+
+    def recovery(self, url: str, pid: int, req: lg.Request) -> None:
+        a = self.args
+        _, script = req.files(self.tmp)
+        lg.run_wrk(url + req.path, script, 8, a.warmup, 1)
+        time.sleep(a.settle)
+        rec: dict[str, Any] = {"before": lg.idle_latency(url, req, a.idle_requests)}
+        burst = self.point("service", url, pid, a.workers, req, a.burst_connections, a.burst)
+        end = time.monotonic()
+        rec["burst"] = burst
+        for at in a.recovery_at:
+            time.sleep(max(0.0, end + at - time.monotonic()))
+            rec[f"{at:g} s after"] = lg.idle_latency(url, req, a.idle_requests)
+        self.extra["recovery"] = rec
+
+    def reference(self, model: Path, png: bytes) -> None:
+        env = {"REF_MODEL": str(model.resolve()), "BENTOML_HOME": str(self.tmp / "bentoml-ref")}
+        with bentoml_server(
+            env,
+            target="reference_service:Reference",
+            cwd=PEERS,
+            log_path=self.tmp / "reference.log",
+        ) as url:
+            pid = lg.child_server_pid(int(url.rsplit(":", 1)[1]))
+            self.sweep(
+                "BentoML reference",
+                url,
+                pid,
+                1,
+                [lg.Request("raw PNG body", "/img", png, "image/png")],
+            )
+
+    def kserve(self, model: Path, pixels: np.ndarray) -> None:
+        check = (
+            subprocess.run(
+                [str(PEER_PYTHON), "-c", "import kserve, onnxruntime"], capture_output=True
+            )
+            if PEER_PYTHON.exists()
+            else None
+        )
+        if check is None or check.returncode != 0:
+            self.notes.append(
+                "KServe peer skipped: no .venv-peers with kserve (run `make bench-peers` once)"
+            )
+            return
+        port = lg.free_port()
+        cmd = [
+            str(PEER_PYTHON),
+            str(PEERS / "kserve_model.py"),
+            "--model_path",
+            str(model.resolve()),
+            "--http_port",
+            str(port),
+            "--workers",
+            str(self.args.workers),
+            "--enable_grpc",
+            "false",
+        ]
+        url = f"http://127.0.0.1:{port}"
+        with lg.process_server(
+            cmd, {}, url + "/v2/models/fmnist/ready", self.tmp / "kserve.log"
+        ) as pid:
+            self.sweep(
+                "KServe",
+                url,
+                pid,
+                self.args.workers,
+                [
+                    lg.Request(
+                        "v2 JSON", "/v2/models/fmnist/infer", v2_body(pixels), "application/json"
+                    )
+                ],
+            )
 
 
-def fmt_row(name: str, r: LoadResult) -> str:
-    return (
-        f"| {name} | {r.clients} | {r.rps:,.0f} | {r.pct(50):.1f} | {r.pct(95):.1f} | "
-        f"{r.pct(99):.1f} | {r.errors} ({r.status_503} × 503) |"
-    )
-
-
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    p.add_argument("--onnx-dir", type=Path, default=Path("artifacts/onnx"))
-    p.add_argument("--model", default="baseline", choices=["baseline", "deeper"])
-    p.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32, 64])
-    p.add_argument("--seconds", type=float, default=8.0, help="per load level")
-    p.add_argument("--workers", type=int, default=None, help="FMNIST_WORKERS (default: settings)")
+    p.add_argument("--onnx-dir", type=Path, default=REPO / "artifacts" / "onnx")
+    p.add_argument("--image", type=Path, default=REPO / "docs" / "examples" / "ankle_boot.png")
+    p.add_argument("--seconds", type=float, default=10.0, help="per point")
+    p.add_argument("--connections", type=int, nargs="+", default=[1, 32, 256])
+    p.add_argument("--workers", type=int, default=2, help="service and KServe workers")
+    p.add_argument("--skip-peers", action="store_true", help="only this service")
     p.add_argument(
-        "--max-latency-ms", type=int, default=None, help="FMNIST_BATCHING_MAX_LATENCY_MS"
+        "--quick",
+        action="store_true",
+        help="3 s points, a 5 s burst, idle latency 5 s after it only",
     )
-    p.add_argument("--skip-reference", action="store_true")
-    p.add_argument("--quick", action="store_true", help="only 1 and 32 clients")
+    p.add_argument("--no-fixed", action="store_true", help="skip the fixed-load points")
+    p.add_argument("--no-batch", action="store_true", help="skip the batch endpoint")
+    p.add_argument("--no-recovery", action="store_true", help="skip the recovery phase")
+    p.add_argument("--fixed-fraction", type=float, default=0.5)
+    p.add_argument("--fixed-workers", type=int, default=32, help="hey connections")
+    p.add_argument("--batch-connections", type=int, default=4)
+    p.add_argument("--burst", type=float, default=20.0, help="seconds of the overload burst")
+    p.add_argument("--burst-connections", type=int, default=256)
+    p.add_argument("--recovery-at", type=float, nargs="+", default=[5.0, 30.0])
+    p.add_argument("--idle-requests", type=int, default=20)
+    p.add_argument("--warmup", type=float, default=2.0)
+    p.add_argument("--settle", type=float, default=1.0, help="pause before each point")
+    p.add_argument("--wrk-threads", type=int, default=1)
+    p.add_argument("--json", type=Path, help="also write the raw figures here")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    clients = [1, 32] if args.quick else args.clients
-    model_path = args.onnx_dir / f"{args.model}.onnx"
-    images, source = load_images(1024)
-    lines = [f"model `{args.model}` ({model_path}), {source}, {os.cpu_count()} CPUs", ""]
+    if args.quick:
+        args.seconds, args.burst, args.recovery_at = min(args.seconds, 3.0), 5.0, [5.0]
+        args.idle_requests, args.warmup = 10, 1.0
+    return args
 
-    ort1 = in_process_ort(model_path, images, 1, args.seconds / 2)
-    ort64 = in_process_ort(model_path, images, 64, args.seconds / 2)
-    ort1024 = in_process_ort(model_path, images, 1024, args.seconds / 2)
-    lines += [
-        "| in-process onnxruntime | images/s |",
-        "|---|---:|",
-        f"| batch 1 | {ort1:,.0f} |",
-        f"| batch 64 | {ort64:,.0f} |",
-        f"| batch 1024 | {ort1024:,.0f} |",
-        "",
-    ]
 
-    env = {"FMNIST_MODEL_DIR": str(args.onnx_dir.resolve()), "FMNIST_DEFAULT_MODEL": args.model}
-    if args.workers:
-        env["FMNIST_WORKERS"] = str(args.workers)
-    if args.max_latency_ms:
-        env["FMNIST_BATCHING_MAX_LATENCY_MS"] = str(args.max_latency_ms)
-    table = [
-        "| server | clients | req/s | p50 ms | p95 ms | p99 ms | errors |",
-        "|---|---:|---:|---:|---:|---:|---|",
-    ]
-    with tempfile.TemporaryDirectory() as tmp:
-        env["BENTOML_HOME"] = tmp
-        with bentoml_server(env, log_path=Path(tmp) / "service.log") as url:
-            host_port = url.removeprefix("http://").split(":")
-            reqs = []
-            for img in images[:256]:
-                body, ctype = multipart("image", "x.png", png_bytes(img), {})
-                reqs.append(http_request(host_port[0], int(host_port[1]), "/classify", body, ctype))
-            for c in clients:
-                r = asyncio.run(run_load(url, reqs, c, args.seconds))
-                log.info("service %d clients: %.0f req/s", c, r.rps)
-                table.append(fmt_row("service `/classify` (PNG)", r))
-            npy = io.BytesIO()
-            np.save(npy, images)
-            body, ctype = multipart("array", "a.npy", npy.getvalue(), {})
-            batch_req = [
-                http_request(host_port[0], int(host_port[1]), "/classify_npy", body, ctype)
-            ]
-            rb = asyncio.run(run_load(url, batch_req, 2, args.seconds))
-            batch_ips = rb.rps * len(images)
-        if not args.skip_reference:
-            ref_dir = Path(tmp) / "ref"
-            ref_dir.mkdir()
-            (ref_dir / "ref_service.py").write_text(REFERENCE_SERVICE)
-            ref_env = {"REF_MODEL": str(model_path.resolve()), "BENTOML_HOME": tmp}
-            with bentoml_server(
-                ref_env, target="ref_service:Reference", cwd=ref_dir, ready_path="/readyz"
-            ) as url:
-                host, port = url.removeprefix("http://").split(":")
-                reqs = [
-                    http_request(
-                        host,
-                        int(port),
-                        "/classify",
-                        json.dumps({"pixels": img.tolist()}).encode(),
-                        "application/json",
-                    )
-                    for img in images[:256]
-                ]
-                for c in clients:
-                    r = asyncio.run(run_load(url, reqs, c, args.seconds))
-                    log.info("reference %d clients: %.0f req/s", c, r.rps)
-                    table.append(fmt_row("reference (default BentoML, JSON)", r))
-    lines += table + [
-        "",
-        "| batch endpoint `/classify_npy` (1024 images/request, 2 clients) "
-        "| images/s | vs in-process batch 64 | vs batch 1024 |",
-        "|---|---:|---:|---:|",
-        f"| {rb.errors} errors | {batch_ips:,.0f} | {batch_ips / ort64:.0%} | "
-        f"{batch_ips / ort1024:.0%} |",
-    ]
-    print("\n".join(lines))
-    return 0
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr
+    )
+    missing = [t for t in ("wrk", "hey") if shutil.which(t) is None]
+    model = args.onnx_dir / "baseline.onnx"
+    if missing or not model.exists():
+        print(
+            f"bench-serve: missing {', '.join(missing) or model} (run `make setup`; "
+            "wrk and hey are Debian packages)",
+            file=sys.stderr,
+        )
+        return 2
+    png = args.image.read_bytes()
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("L"), dtype=np.uint8)
+
+    def on_term(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)  # stop the servers on kill as on Ctrl-C
+    meta = {"header": serve_report.header(args, model, args.image, PEER_PYTHON)}
+    with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
+        b = Bench(args, Path(tmp))
+        images, b.extra["batch_source"] = batch_images(pixels)
+        b.extra["batch_images"] = images
+        if not args.no_batch:
+            b.extra["inproc"] = {
+                n: in_process(model, images, args.seconds / 2, n) for n in sorted({1, args.workers})
+            }
+        ok = b.guard("service", b.service, args.onnx_dir, png, pixels)
+        if not args.skip_peers:
+            b.guard("reference", b.reference, model, png)
+            b.guard("kserve", b.kserve, model, pixels)
+        text = serve_report.report(b, meta)
+    print(text)
+    if args.json:
+        del b.extra["batch_images"]
+        raw = {"meta": meta, "points": b.points, "fixed": b.fixed, "notes": b.notes, **b.extra}
+        args.json.write_text(json.dumps(raw, indent=1, default=str) + "\n")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
