@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
+import io
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,8 +14,12 @@ import numpy as np
 import pytest
 
 from fmnist.dataset import (
+    DEBIAN_DIR,
     FILES,
+    MIRRORS,
     DatasetError,
+    cache_dir,
+    candidate_dirs,
     find_data_dir,
     load_raw,
     load_test_set,
@@ -110,3 +117,240 @@ def test_nothing_anywhere_lists_where_it_looked(
         find_data_dir()
     assert str(tmp_path / "debian") in str(exc.value)
     assert "apt-get install dataset-fashion-mnist" in str(exc.value)
+
+
+# --- discovery, download, checksums and shapes, case by case ---------------------------
+
+
+def test_cache_dir_follows_xdg_then_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "fmnist"
+    monkeypatch.setenv("XDG_CACHE_HOME", "")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_dir() == tmp_path / "home" / ".cache" / "fmnist"
+
+
+def test_candidate_dirs_in_discovery_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FMNIST_DATA_DIR", str(tmp_path / "env"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    cache = tmp_path / "xdg" / "fmnist"
+    assert candidate_dirs(tmp_path / "cli") == [
+        tmp_path / "cli",
+        tmp_path / "env",
+        DEBIAN_DIR,
+        cache,
+    ]
+    monkeypatch.setenv("FMNIST_DATA_DIR", "")
+    assert candidate_dirs() == [DEBIAN_DIR, cache]
+
+
+def test_the_first_candidate_holding_all_files_wins(
+    synthetic_data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fmnist.dataset as ds
+
+    incomplete = tmp_path / "incomplete"
+    incomplete.mkdir()
+    write_idx(incomplete / FILES["test_labels"][0], np.zeros(3, dtype=np.uint8))
+    monkeypatch.setenv("FMNIST_DATA_DIR", str(incomplete))
+    monkeypatch.setattr(ds, "DEBIAN_DIR", synthetic_data_dir)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert find_data_dir() == synthetic_data_dir
+
+
+def _copy_uncompressed(source: Path, dest: Path) -> Path:
+    dest.mkdir()
+    for stem, _ in FILES.values():
+        with gzip.open(source / f"{stem}.gz", "rb") as f:
+            (dest / stem).write_bytes(f.read())
+    return dest
+
+
+def test_uncompressed_files_are_read_and_preferred(
+    synthetic_data_dir: Path, tmp_path: Path
+) -> None:
+    plain = _copy_uncompressed(synthetic_data_dir, tmp_path / "plain")
+    gz = load_test_set(synthetic_data_dir, verify=False)
+    # A broken .gz beside each plain file: the plain file is the one read.
+    for stem, _ in FILES.values():
+        (plain / f"{stem}.gz").write_bytes(b"not gzip")
+    raw = load_test_set(plain, verify=False)
+    np.testing.assert_array_equal(raw.images, gz.images)
+    np.testing.assert_array_equal(raw.labels, gz.labels)
+
+
+def test_write_idx_plain_and_gzipped(tmp_path: Path) -> None:
+    array = np.arange(6, dtype=np.uint8).reshape(2, 3)
+    plain = write_idx(tmp_path / "deep" / "a-idx2-ubyte", array, compress=False)
+    assert plain == tmp_path / "deep" / "a-idx2-ubyte"
+    assert plain.read_bytes() == bytes([0, 0, 8, 2, 0, 0, 0, 2, 0, 0, 0, 3, 0, 1, 2, 3, 4, 5])
+    gz = write_idx(tmp_path / "b-idx2-ubyte.gz", array)
+    assert gz.name == "b-idx2-ubyte.gz"
+    assert gzip.decompress(gz.read_bytes()) == plain.read_bytes()
+    assert write_idx(tmp_path / "c-idx2-ubyte", array).name == "c-idx2-ubyte.gz"
+
+
+def test_parse_idx_shapes() -> None:
+    raw = bytes([0, 0, 8, 2, 0, 0, 0, 2, 0, 0, 0, 3, 0, 1, 2, 3, 4, 5])
+    parsed = parse_idx(raw)
+    assert parsed.shape == (2, 3) and parsed.dtype == np.uint8
+    assert parsed.tolist() == [[0, 1, 2], [3, 4, 5]]
+    assert parse_idx(bytes([0, 0, 8, 1, 0, 0, 0, 0])).shape == (0,)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"\x01\x00\x08\x01\x00\x00\x00\x00", b"\x00\x01\x08\x01\x00\x00\x00\x00", b"\x00\x00\x08"],
+)
+def test_parse_idx_checks_every_magic_byte(raw: bytes) -> None:
+    with pytest.raises(DatasetError, match=r"^<bytes> is not an unsigned-byte IDX file"):
+        parse_idx(raw)
+
+
+def test_parse_idx_names_the_file_and_the_sizes() -> None:
+    with pytest.raises(DatasetError) as excinfo:
+        parse_idx(b"\x00\x00\x08\x01\x00\x00\x00\x05\x01\x02", "x.idx")
+    assert str(excinfo.value) == (
+        "x.idx: IDX header announces 5 bytes of data for shape (5,), file holds 2"
+    )
+    with pytest.raises(DatasetError, match=r"^x.idx: truncated IDX header$"):
+        parse_idx(b"\x00\x00\x08\x02\x00\x00\x00\x01", "x.idx")
+
+
+def _synthetic_md5s(folder: Path) -> dict[str, tuple[str, str]]:
+    sums = {}
+    for key, (stem, _) in FILES.items():
+        with gzip.open(folder / f"{stem}.gz", "rb") as f:
+            sums[key] = (stem, hashlib.md5(f.read()).hexdigest())
+    return sums
+
+
+def test_load_raw_verifies_and_returns_the_checksums(
+    synthetic_data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fmnist.dataset as ds
+
+    sums = _synthetic_md5s(synthetic_data_dir)
+    monkeypatch.setattr(ds, "FILES", sums)
+    arrays, md5s, folder = load_raw(synthetic_data_dir)  # verify=True: must pass
+    assert folder == synthetic_data_dir
+    assert md5s == {stem: md5 for stem, md5 in sums.values()}
+    assert arrays["train_images"].shape == (600, 28, 28)
+    assert arrays["test_labels"].shape == (200,)
+    # One wrong checksum is enough to refuse the set, and the message names both sums.
+    stem, md5 = sums["test_labels"]
+    monkeypatch.setitem(sums, "test_labels", (stem, "0" * 32))
+    with pytest.raises(DatasetError) as excinfo:
+        load_raw(synthetic_data_dir)
+    assert f"corrupt: md5 {md5}, expected {'0' * 32}" in str(excinfo.value)
+    assert load_raw(synthetic_data_dir, verify=False)[1][stem] == md5
+
+
+@pytest.mark.parametrize(
+    ("key", "array"),
+    [
+        ("test_labels", np.zeros(199, dtype=np.uint8)),  # one label short
+        ("test_images", np.zeros((200, 28, 27), dtype=np.uint8)),
+        ("train_images", np.zeros((600, 784), dtype=np.uint8)),
+    ],
+)
+def test_load_raw_refuses_images_and_labels_that_do_not_match(
+    synthetic_data_dir: Path, tmp_path: Path, key: str, array: np.ndarray
+) -> None:
+    folder = tmp_path / "data"
+    shutil.copytree(synthetic_data_dir, folder)
+    write_idx(folder / FILES[key][0], array)
+    with pytest.raises(DatasetError, match="do not match"):
+        load_raw(folder, verify=False)
+
+
+def test_load_test_set_limit_and_dtypes(synthetic_data_dir: Path) -> None:
+    split = load_test_set(synthetic_data_dir, verify=False, limit=12)
+    assert len(split) == 12 and split.images.shape == (12, 28, 28)
+    assert split.labels.dtype == np.int64
+    assert split.labels.tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
+
+
+class _Answer(io.BytesIO):
+    def __enter__(self) -> _Answer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def test_download_tries_the_next_mirror_and_skips_what_is_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fmnist.dataset as ds
+
+    asked: list[str] = []
+
+    def urlopen(url: str, timeout: float) -> _Answer:
+        asked.append(url)
+        if url.startswith(MIRRORS[0]):
+            raise OSError("mirror down")
+        return _Answer(b"payload of " + url.encode())
+
+    monkeypatch.setattr(ds.urllib.request, "urlopen", urlopen)
+    dest = tmp_path / "cache"
+    dest.mkdir()
+    (dest / "t10k-labels-idx1-ubyte.gz").write_bytes(b"already here")
+    assert ds._download(dest) == dest
+    stems = [stem for stem, _ in FILES.values() if stem != "t10k-labels-idx1-ubyte"]
+    assert asked == [m + s + ".gz" for s in stems for m in MIRRORS]
+    for stem in stems:
+        assert (dest / f"{stem}.gz").read_bytes() == f"payload of {MIRRORS[1]}{stem}.gz".encode()
+    assert (dest / "t10k-labels-idx1-ubyte.gz").read_bytes() == b"already here"
+    assert not list(dest.glob("*.part"))
+
+
+def test_download_that_fails_everywhere_says_where(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fmnist.dataset as ds
+
+    def urlopen(url: str, timeout: float) -> _Answer:
+        raise OSError("no network")
+
+    monkeypatch.setattr(ds.urllib.request, "urlopen", urlopen)
+    with pytest.raises(DatasetError) as excinfo:
+        ds._download(tmp_path / "new")
+    message = str(excinfo.value)
+    assert message.startswith("download of train-images-idx3-ubyte failed (")
+    assert f"{MIRRORS[0]}: no network; {MIRRORS[1]}: no network" in message
+    assert "apt-get install dataset-fashion-mnist" in message
+
+
+def test_find_data_dir_downloads_only_when_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fmnist.dataset as ds
+
+    monkeypatch.delenv("FMNIST_DATA_DIR", raising=False)
+    monkeypatch.setattr(ds, "DEBIAN_DIR", tmp_path / "debian")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    calls: list[Path] = []
+
+    def download(dest: Path) -> Path:
+        calls.append(dest)
+        return dest
+
+    monkeypatch.setattr(ds, "_download", download)
+    with pytest.raises(DatasetError):
+        find_data_dir()
+    assert calls == []
+    assert find_data_dir(download=True) == tmp_path / "xdg" / "fmnist"
+    assert calls == [tmp_path / "xdg" / "fmnist"]
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1, 1.5])
+def test_split_fraction_must_be_strictly_between_0_and_1(fraction: float) -> None:
+    with pytest.raises(ValueError, match=f"val_fraction must be in \\(0, 1\\), got {fraction}"):
+        train_val_split(100, fraction, seed=0)
+
+
+def test_split_is_sorted_and_rounds_the_validation_size() -> None:
+    train, val = train_val_split(10, 0.26, seed=3)
+    assert (len(train), len(val)) == (7, 3)  # 2.6 rounds to 3
+    assert train.tolist() == sorted(train.tolist()) and val.tolist() == sorted(val.tolist())
