@@ -25,9 +25,10 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 from fmnist.dataset import DatasetError, load_raw
+from fmnist.registry import model_names, study_models
 from training.data import scale_pixels
-from training.models import STUDY_MODELS, build_model
-from training.train import CHANNELS_LAST_ON_CPU, TrainConfig, train_one_epoch
+from training.models import build_model, channels_last_on_cpu
+from training.train import TrainConfig, train_one_epoch
 
 
 class PILDataset(Dataset):
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     p.add_argument("--compile", action="store_true", help="also time torch.compile")
     p.add_argument("--only", nargs="*", default=None, help="run only variants containing these")
-    p.add_argument("--models", nargs="+", default=list(STUDY_MODELS))
+    p.add_argument("--models", nargs="+", default=list(study_models()), choices=model_names())
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     print("| model | variant | images/s | × plain |")
     print("|---|---|---:|---:|")
     for name in args.models:
-        cl = CHANNELS_LAST_ON_CPU[name]
+        cl = channels_last_on_cpu(name)
         variants: list[tuple[str, Callable[[], float]]] = [
             (
                 "plain eager loop (DataLoader + ToTensor/Normalize)",

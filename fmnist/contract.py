@@ -50,17 +50,18 @@ KEY_WEIGHTS: Final = "weights"
 # The key that marks a file as one of this project's models: a server serves the ONNX
 # files that carry it (under the name it holds), whatever the file is called.
 PROJECT_MARKER_KEY: Final = KEY_MODEL_NAME
-JSON_METADATA_KEYS: Final = frozenset(
-    {KEY_CLASS_NAMES, KEY_DATASET_MD5, KEY_TRAINING_CONFIG}
-)
+JSON_METADATA_KEYS: Final = frozenset({KEY_CLASS_NAMES, KEY_DATASET_MD5, KEY_TRAINING_CONFIG})
 ONNX_SUFFIX: Final = ".onnx"
+
+# Default locations, relative to the repository root: training writes ARTIFACTS_DIR/runs
+# and ARTIFACTS_DIR/onnx (the ONNX files), its figures go to RESULTS_DIR.
+ARTIFACTS_DIR: Final = Path("artifacts")
+RESULTS_DIR: Final = Path("docs/results")
 
 
 def scale_pixels(pixels: np.ndarray) -> np.ndarray:
     """Raw 0–255 pixels → [-1, 1] float32, exactly as the exported graph does it."""
-    return np.asarray(pixels, dtype=np.float32) / np.float32(PIXEL_SCALE) - np.float32(
-        PIXEL_SHIFT
-    )
+    return np.asarray(pixels, dtype=np.float32) / np.float32(PIXEL_SCALE) - np.float32(PIXEL_SHIFT)
 
 
 def as_input(images: np.ndarray) -> np.ndarray:
@@ -71,6 +72,11 @@ def as_input(images: np.ndarray) -> np.ndarray:
 def onnx_filename(model: str) -> str:
     """``<model>.onnx``: the file name fmnist-export writes for a model."""
     return f"{model}{ONNX_SUFFIX}"
+
+
+def onnx_dir(artifacts: Path | str = ARTIFACTS_DIR) -> Path:
+    """``<artifacts>/onnx``: the folder fmnist-export writes its ONNX files to."""
+    return Path(artifacts) / "onnx"
 
 
 def file_sha256(path: Path | str) -> str:

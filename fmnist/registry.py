@@ -56,10 +56,14 @@ def study_models() -> tuple[str, ...]:
     return tuple(name for name, spec in REGISTRY.items() if spec.in_study)
 
 
+def beyond_study() -> tuple[str, ...]:
+    """The models beyond the study (our own recipes), in registration order."""
+    return tuple(name for name, spec in REGISTRY.items() if not spec.in_study)
+
+
 def get_spec(name: str) -> ModelSpec:
+    """The registered model ``name``; a ValueError that lists the known names otherwise."""
     try:
         return REGISTRY[name]
     except KeyError:
-        raise ValueError(
-            f"unknown model {name!r}; expected one of {', '.join(REGISTRY)}"
-        ) from None
+        raise ValueError(f"unknown model {name!r}; expected one of {', '.join(REGISTRY)}") from None

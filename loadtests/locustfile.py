@@ -6,7 +6,7 @@ What one user does, request by request (shares are settable):
     ``POST /classify_batch``, half as ``.npy`` to ``POST /classify_npy``,
   * a bad request (``--bad-share``, 2 %: corrupt PNG, wrong shape, unknown model) that
     must be refused with a 4xx: there a 4xx counts as a success, a 200 or 5xx as a failure.
-Models are picked per request by ``--model-mix`` (default half baseline, half deeper).
+Models are picked per request by ``--model-mix`` (default: the study's models, equal shares).
 
 Run it (the service on 127.0.0.1:3000; the one-command version is ``make loadtest``):
 
@@ -34,6 +34,7 @@ from locust.env import Environment
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from loadtests.payloads import (  # noqa: E402
+    DEFAULT_MODEL_MIX,
     MODELS,
     Body,
     PayloadPool,
@@ -66,7 +67,7 @@ def add_arguments(parser: Any) -> None:
     group.add_argument(
         "--model-mix",
         env_var="LOADTEST_MODEL_MIX",
-        default="baseline=0.5,deeper=0.5",
+        default=DEFAULT_MODEL_MIX,
         help="share of requests per model (default: %(default)s)",
     )
     group.add_argument(

@@ -16,10 +16,13 @@ import numpy as np
 from PIL import Image
 
 from fmnist.dataset import DatasetError, load_test_set
+from fmnist.registry import study_models
 
 log = logging.getLogger(__name__)
 
-MODELS: tuple[str, ...] = ("baseline", "deeper")
+# The models load tests address: the study's (fmnist.registry), in equal shares by default.
+MODELS: tuple[str, ...] = study_models()
+DEFAULT_MODEL_MIX = ",".join(f"{m}={1 / len(MODELS):g}" for m in MODELS)
 
 
 BOUNDARY = "fmnist-loadtest-boundary"

@@ -33,6 +33,7 @@ from typing import Any
 
 import psutil
 
+from fmnist.contract import ONNX_SUFFIX
 from loadtests.report import write_report
 from loadtests.server import rss_bytes, scrape, server_figures, server_processes
 from loadtests.thresholds import (
@@ -106,8 +107,8 @@ def service_at(args: argparse.Namespace) -> Iterator[str]:
 
     env = {}
     if args.model_dir:
-        if not (args.model_dir / "baseline.onnx").is_file():
-            raise FileNotFoundError(f"{args.model_dir} has no baseline.onnx (see --model-dir)")
+        if not any(args.model_dir.glob(f"*{ONNX_SUFFIX}")):
+            raise FileNotFoundError(f"{args.model_dir} holds no ONNX model (see --model-dir)")
         env["FMNIST_MODEL_DIR"] = str(args.model_dir)
     args.out.mkdir(parents=True, exist_ok=True)
     with bentoml_server(

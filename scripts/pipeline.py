@@ -17,8 +17,9 @@ import sys
 import time
 from pathlib import Path
 
-from service.launch import bentoml_server
-from training.models import MODELS
+from fmnist.contract import ARTIFACTS_DIR, RESULTS_DIR, onnx_dir
+from fmnist.registry import model_names
+from service.launch import bentoml_server  # starts the service as a process
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,14 +37,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    p.add_argument("--artifacts", type=Path, default=Path("artifacts"))
-    p.add_argument("--results", type=Path, default=Path("docs/results"))
+    p.add_argument("--artifacts", type=Path, default=ARTIFACTS_DIR)
+    p.add_argument("--results", type=Path, default=RESULTS_DIR)
     p.add_argument(
         "--models",
         nargs="+",
-        default=list(MODELS),
-        choices=list(MODELS),
-        help="the study's baseline and deeper, and the improved recipe",
+        default=list(model_names()),
+        choices=model_names(),
+        help="default: every registered model (fmnist.registry)",
     )
     p.add_argument("--epochs", type=int, default=None, help="override every recipe's epochs")
     p.add_argument("--limit-batches", type=int, default=None)
@@ -68,10 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         "figures",
         ["training.report", "--artifacts", str(args.artifacts), "--out", str(args.results), *data],
     )
-    step("import models", ["service.import_models", "--onnx-dir", str(args.artifacts / "onnx")])
+    step("import models", ["service.import_models", "--onnx-dir", str(onnx_dir(args.artifacts))])
 
-    # fmnist-eval says --no-verify for the same thing.
-    eval_data = [("--no-verify" if a == "--skip-checksums" else a) for a in data]
     report = args.results / "evaluation"
     print("\n=== serve: bentoml serve service.service:FashionMNISTService (model store)")
     log_path = args.artifacts / "service.log"
@@ -87,8 +86,8 @@ def main(argv: list[str] | None = None) -> int:
                     "--out",
                     str(report),
                     "--onnx-dir",
-                    str(args.artifacts / "onnx"),
-                    *eval_data,
+                    str(onnx_dir(args.artifacts)),
+                    *data,
                 ],
             )
     except (RuntimeError, TimeoutError) as exc:

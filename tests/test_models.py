@@ -1,11 +1,19 @@
-"""The study's architectures, exactly."""
+"""The study's architectures, exactly, and the registry that names every model."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from training.models import MODELS, build_model, conv_layers, count_parameters
+from fmnist.registry import REGISTRY, beyond_study, get_spec, model_names, study_models
+from training.models import (
+    ARCHITECTURES,
+    build_model,
+    channels_last_on_cpu,
+    conv_layers,
+    count_parameters,
+)
+from training.recipe import IMPROVED, RECIPES, STUDY, check_registry, recipe_for
 
 
 @pytest.mark.parametrize(
@@ -36,4 +44,30 @@ def test_dropout_is_active_only_in_training_mode() -> None:
 def test_unknown_model_lists_known_ones() -> None:
     with pytest.raises(ValueError, match="baseline"):
         build_model("resnet")
-    assert set(MODELS) == {"baseline", "deeper", "improved"}
+    with pytest.raises(ValueError, match="baseline"):
+        get_spec("resnet")
+
+
+def test_registry_names_and_study_membership_are_pinned() -> None:
+    # Users (CLIs, the service's listing, the report) rely on these names and this order.
+    assert model_names() == ("baseline", "deeper", "improved")
+    assert study_models() == ("baseline", "deeper")
+    assert beyond_study() == ("improved",)
+    assert {n: s.recipe for n, s in REGISTRY.items()} == {
+        "baseline": "study",
+        "deeper": "study",
+        "improved": "improved",
+    }
+
+
+def test_every_registered_model_has_an_architecture_and_a_recipe() -> None:
+    check_registry()
+    assert set(ARCHITECTURES) == set(model_names())
+    assert set(RECIPES) == {"study", "improved"}
+    assert recipe_for("baseline") is STUDY and recipe_for("deeper") is STUDY
+    assert recipe_for("improved") is IMPROVED
+
+
+def test_channels_last_is_a_property_of_the_architecture() -> None:
+    # Measured on the 2-core CPU (benchmarks/train_throughput.py).
+    assert [channels_last_on_cpu(n) for n in model_names()] == [False, True, True]

@@ -14,15 +14,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fmnist.contract import PIXEL_SCALE, PIXEL_SHIFT
 from fmnist.dataset import load_raw, train_val_split
 
 VAL_FRACTION = 0.1  # 60,000 → 54,000 train + 6,000 validation, as in the study
 
 
 def scale_pixels(images: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """uint8 (N, 28, 28) → float32 (N, 1, 28, 28) in [-1, 1]: Normalize(0.5, 0.5) of ToTensor."""
+    """uint8 (N, 28, 28) → float32 (N, 1, 28, 28) in [-1, 1]: Normalize(0.5, 0.5) of ToTensor.
+
+    The contract's scaling (``fmnist.contract``), the same the exported graph applies.
+    """
     x = torch.from_numpy(np.array(images, dtype=np.float32))
-    return (x / 127.5 - 1.0).unsqueeze(1)
+    return (x / PIXEL_SCALE - PIXEL_SHIFT).unsqueeze(1)
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,12 @@
 """Export trained models to self-contained ONNX files and check them against PyTorch.
 
-    fmnist-export                      # both models from artifacts/runs → artifacts/onnx
+    fmnist-export                      # every finished run in artifacts/runs → artifacts/onnx
 
-The exported graph is the model contract (DESIGN.md):
-  input  ``pixels``        float32 (N, 1, 28, 28), raw values 0–255, N dynamic
-  output ``logits``        float32 (N, 10)
-  output ``probabilities`` float32 (N, 10), softmax of the logits
-The [-1, 1] scaling is inside the graph, so no client can get preprocessing wrong.
-Metadata (``metadata_props``) holds the class names, model name, parameter count,
-accuracies, dataset checksums, code revision and torch version.
+The exported graph is the model contract, written down in ``fmnist.contract``: raw pixels
+``pixels`` float32 (N, 1, 28, 28) in, ``logits`` and ``probabilities`` (N, 10) out, the
+[-1, 1] scaling inside the graph so no client can get preprocessing wrong. Metadata
+(``metadata_props``, the contract's ``KEY_*`` names) holds the class names, model name,
+parameter count, accuracies, dataset checksums, code revision and torch version.
 
 Parity with PyTorch on the full test set (max |Δlogit| ≤ 1e-4, identical argmax) is part of
 the export: a file that fails it is deleted and the command exits non-zero.
@@ -17,7 +15,6 @@ the export: a file that fails it is deleted and the command exits non-zero.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -34,16 +31,29 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from fmnist import contract
+from fmnist.contract import (
+    ARTIFACTS_DIR,
+    IMAGE_SIDE,
+    INPUT_NAME,
+    LOGITS_NAME,
+    OUTPUT_NAMES,
+    PIXEL_SCALE,
+    PIXEL_SHIFT,
+    file_sha256,
+    onnx_dir,
+    onnx_filename,
+)
 from fmnist.dataset import CLASS_NAMES, DatasetError, load_test_set
+from fmnist.registry import model_names
 from training.data import add_dataset_arguments
-from training.models import MODELS, build_model, count_parameters
+from training.models import build_model, count_parameters
+from training.recipe import RegistryError, check_registry
 
 log = logging.getLogger(__name__)
 
 OPSET = 18
-INPUT_NAME = "pixels"
-OUTPUT_NAMES = ("logits", "probabilities")
-PARITY_TOLERANCE = 1e-4
+PARITY_TOLERANCE = 1e-4  # max |Δlogit| between onnxruntime and PyTorch, float32
 
 
 class ExportError(RuntimeError):
@@ -61,7 +71,7 @@ class RawPixelModel(nn.Module):
         self.inv_temperature = 1.0 / temperature
 
     def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self.net(pixels / 127.5 - 1.0)  # (N, 10)
+        logits = self.net(pixels / PIXEL_SCALE - PIXEL_SHIFT)  # (N, 10)
         if self.inv_temperature != 1.0:
             logits = logits * self.inv_temperature
         return logits, torch.softmax(logits, dim=1)
@@ -109,7 +119,7 @@ def export_onnx(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     wrapped = RawPixelModel(net, temperature).eval().cpu()
-    example = torch.full((2, 1, 28, 28), 127.0)
+    example = torch.full((2, 1, IMAGE_SIDE, IMAGE_SIDE), 127.0)
     batch = torch.export.Dim("batch", min=1, max=65536)
     with tempfile.TemporaryDirectory() as tmp:
         # The dynamo exporter may put weights in a side ``.data`` file; export to a scratch
@@ -123,11 +133,12 @@ def export_onnx(
             opset_version=opset,
             input_names=[INPUT_NAME],
             output_names=list(OUTPUT_NAMES),
-            dynamic_shapes={"pixels": {0: batch}},
+            dynamic_shapes=({0: batch},),  # RawPixelModel.forward's one argument
             verbose=False,
         )
         proto = onnx.load(str(scratch), load_external_data=True)
-    proto.doc_string = f"Fashion-MNIST {metadata.get('model_name', 'CNN')}: raw pixels 0-255 in"
+    model_name = metadata.get(contract.KEY_MODEL_NAME, "CNN")
+    proto.doc_string = f"Fashion-MNIST {model_name}: raw pixels 0-255 in"
     del proto.metadata_props[:]
     for key, value in metadata.items():
         entry = proto.metadata_props.add()
@@ -156,15 +167,11 @@ def check_parity(
     worst, mismatches = 0.0, 0
     for i in range(0, len(images), batch):
         pixels = images[i : i + batch].astype(np.float32)[:, None]  # (B, 1, 28, 28)
-        ort_logits = sess.run(["logits"], {INPUT_NAME: pixels})[0]
+        ort_logits = sess.run([LOGITS_NAME], {INPUT_NAME: pixels})[0]
         pt_logits = wrapped(torch.from_numpy(pixels))[0].numpy()
         worst = max(worst, float(np.abs(ort_logits - pt_logits).max()))
         mismatches += int((ort_logits.argmax(1) != pt_logits.argmax(1)).sum())
     return ParityReport(len(images), worst, mismatches)
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def export_run(run_folder: Path, onnx_path: Path, images: np.ndarray) -> dict[str, Any]:
@@ -178,20 +185,21 @@ def export_run(run_folder: Path, onnx_path: Path, images: np.ndarray) -> dict[st
         torch.load(run_folder / f"{weights}.pt", map_location="cpu", weights_only=True)
     )
     net = net.eval()
+    val_acc = summary.get("exported_val_acc", summary["final_val_acc"])
     metadata = {
-        "model_name": name,
-        "class_names": list(CLASS_NAMES),
-        "parameters": str(count_parameters(net)),
-        "test_accuracy": f"{summary['test_acc']:.6f}",
-        "val_accuracy": f"{summary.get('exported_val_acc', summary['final_val_acc']):.6f}",
-        "best_val_accuracy": f"{summary['best_val_acc']:.6f}",
-        "weights": weights,
-        "temperature": f"{temperature:.6f}",
-        "dataset_md5": summary["dataset_md5"],
-        "code_revision": code_revision(),
-        "torch_version": torch.__version__,
-        "input_spec": "pixels: float32 [N,1,28,28], raw 0-255; scaling to [-1,1] in graph",
-        "training_config": summary["config"],
+        contract.KEY_MODEL_NAME: name,
+        contract.KEY_CLASS_NAMES: list(CLASS_NAMES),
+        contract.KEY_PARAMETERS: str(count_parameters(net)),
+        contract.KEY_TEST_ACCURACY: f"{summary['test_acc']:.6f}",
+        contract.KEY_VAL_ACCURACY: f"{val_acc:.6f}",
+        contract.KEY_BEST_VAL_ACCURACY: f"{summary['best_val_acc']:.6f}",
+        contract.KEY_WEIGHTS: weights,
+        contract.KEY_TEMPERATURE: f"{temperature:.6f}",
+        contract.KEY_DATASET_MD5: summary["dataset_md5"],
+        contract.KEY_CODE_REVISION: code_revision(),
+        contract.KEY_TORCH_VERSION: torch.__version__,
+        contract.KEY_INPUT_SPEC: contract.INPUT_SPEC,
+        contract.KEY_TRAINING_CONFIG: summary["config"],
     }
     export_onnx(net, onnx_path, metadata, temperature=temperature)
     parity = check_parity(onnx_path, net, images, temperature=temperature)
@@ -215,6 +223,11 @@ def export_run(run_folder: Path, onnx_path: Path, images: np.ndarray) -> dict[st
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        check_registry()
+    except RegistryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     p = argparse.ArgumentParser(
         description="Export trained runs to ONNX with a parity check.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -223,13 +236,13 @@ def main(argv: list[str] | None = None) -> int:
         "--models",
         nargs="+",
         default=None,
-        choices=sorted(MODELS),
-        help="default: every model with a finished run under OUT/runs",
+        choices=model_names(),
+        help="default: every registered model with a finished run under OUT/runs",
     )
     p.add_argument(
         "--out",
         type=Path,
-        default=Path("artifacts"),
+        default=ARTIFACTS_DIR,
         help="artifacts folder: reads OUT/runs/MODEL, writes OUT/onnx/MODEL.onnx",
     )
     add_dataset_arguments(p)
@@ -242,13 +255,16 @@ def main(argv: list[str] | None = None) -> int:
     except DatasetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    models = args.models or [m for m in MODELS if (args.out / "runs" / m / "summary.json").exists()]
+    models = args.models or [
+        m for m in model_names() if (args.out / "runs" / m / "summary.json").exists()
+    ]
     if not models:
         print(
             f"error: no finished training run under {args.out / 'runs'}; run fmnist-train first",
             file=sys.stderr,
         )
         return 2
+    folder = onnx_dir(args.out)
     records = []
     for name in models:
         run = args.out / "runs" / name
@@ -258,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 2
         try:
-            rec = export_run(run, args.out / "onnx" / f"{name}.onnx", test.images)
+            rec = export_run(run, folder / onnx_filename(name), test.images)
         except ExportError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
@@ -268,8 +284,8 @@ def main(argv: list[str] | None = None) -> int:
             f"parity on {rec['parity_images']} images: max |Δlogit| "
             f"{rec['max_abs_logit_diff']:.1e}, {rec['argmax_mismatches']} argmax mismatches"
         )
-    (args.out / "onnx").mkdir(parents=True, exist_ok=True)
-    (args.out / "onnx" / "export.json").write_text(json.dumps(records, indent=2) + "\n")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "export.json").write_text(json.dumps(records, indent=2) + "\n")
     return 0
 
 

@@ -1,18 +1,28 @@
-"""The study's two CNNs, as pure ``nn.Module``s, and the registry the training loop uses.
+"""Every registered model's architecture, as a pure ``nn.Module``, and the table that
+maps a registry name (``fmnist.registry``) to its class.
 
-Both take images already scaled to [-1, 1], shape (B, 1, 28, 28), and return logits (B, 10).
+The study's two CNNs (``baseline``, ``deeper``) and the ``improved`` CNN beyond the study.
+Each takes images already scaled to [-1, 1], shape (B, 1, 28, 28), and returns logits
+(B, 10). Adding a model: a class here, an entry in :data:`ARCHITECTURES`, one in
+``fmnist.registry`` and a recipe in ``training.recipe`` (README, "Adding a model").
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import ClassVar
 
 import torch
 from torch import nn
 
+from fmnist.registry import model_names
+
 
 class BaselineCNN(nn.Module):
     """conv32 → pool → conv64 → pool → fc128 → dropout 0.5 → ReLU → fc10 (421,642 params)."""
+
+    # Measured on the 2-core CPU (benchmarks/train_throughput.py): channels-last memory
+    # format slows this model's small convolutions down, so it trains in NCHW.
+    channels_last_on_cpu: ClassVar[bool] = False
 
     def __init__(self, num_classes: int = 10, dropout: float = 0.5) -> None:
         super().__init__()
@@ -39,6 +49,8 @@ class BaselineCNN(nn.Module):
 
 class DeeperCNN(nn.Module):
     """Baseline's two blocks + conv128 (no pool) → fc256 → ReLU → dropout → fc10 (1,701,130)."""
+
+    channels_last_on_cpu: ClassVar[bool] = True  # helps its 128-channel conv (measured)
 
     def __init__(self, num_classes: int = 10, dropout: float = 0.5) -> None:
         super().__init__()
@@ -75,6 +87,8 @@ class ImprovedCNN(nn.Module):
     schedule, label smoothing, early stopping; temperature-scaled at export.
     """
 
+    channels_last_on_cpu: ClassVar[bool] = True
+
     def __init__(self, num_classes: int = 10, dropout: float = 0.3) -> None:
         super().__init__()
         self.features = nn.Sequential(
@@ -101,19 +115,37 @@ class ImprovedCNN(nn.Module):
         return self.classifier(self.features(x))
 
 
-MODELS: dict[str, Callable[[], nn.Module]] = {
+# Registry name → architecture. ``training.recipe.check_registry`` holds this table and
+# the recipes against ``fmnist.registry`` at every CLI's start.
+ARCHITECTURES: dict[str, type[nn.Module]] = {
     "baseline": BaselineCNN,
     "deeper": DeeperCNN,
     "improved": ImprovedCNN,
 }
-STUDY_MODELS = ("baseline", "deeper")
+
+
+def architecture(name: str) -> type[nn.Module]:
+    """The class of a registered model."""
+    try:
+        return ARCHITECTURES[name]
+    except KeyError:
+        raise ValueError(
+            f"no architecture for model {name!r} in training.models.ARCHITECTURES; "
+            f"registered models: {', '.join(model_names())}"
+        ) from None
 
 
 def build_model(name: str) -> nn.Module:
-    try:
-        return MODELS[name]()
-    except KeyError:
-        raise ValueError(f"unknown model {name!r}; expected one of {sorted(MODELS)}") from None
+    """A freshly initialised network (draws from torch's global RNG)."""
+    return architecture(name)()
+
+
+def channels_last_on_cpu(name: str) -> bool:
+    """Whether the model trains faster in channels-last memory format on a CPU.
+
+    A class attribute of the architecture; a class without one trains in NCHW.
+    """
+    return bool(getattr(architecture(name), "channels_last_on_cpu", False))
 
 
 def count_parameters(model: nn.Module) -> int:

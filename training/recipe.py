@@ -4,6 +4,9 @@ A recipe is data (``Recipe``); the training loop reads it. The study's two model
 study's exact recipe; ``improved`` adds what the study's discussion asks for:
 augmentation, stronger regularisation, a learning-rate schedule and early stopping, plus
 temperature scaling fitted on the validation split after training.
+
+:data:`RECIPES` is keyed by recipe name; each registered model names its recipe in
+``fmnist.registry`` (:attr:`ModelSpec.recipe`), and :func:`recipe_for` looks it up.
 """
 
 from __future__ import annotations
@@ -12,6 +15,9 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
+
+from fmnist.registry import get_spec, model_names
+from training.models import ARCHITECTURES
 
 
 @dataclass(frozen=True)
@@ -51,7 +57,50 @@ IMPROVED = Recipe(
     temperature_scaling=True,
     bf16_autocast=True,
 )
-RECIPES = {"baseline": STUDY, "deeper": STUDY, "improved": IMPROVED}
+# Recipe name (``ModelSpec.recipe``) → recipe.
+RECIPES: dict[str, Recipe] = {"study": STUDY, "improved": IMPROVED}
+
+
+class RegistryError(ValueError):
+    """A registered model lacks its architecture or its recipe (or the reverse)."""
+
+
+def recipe_for(model: str) -> Recipe:
+    """The recipe a registered model trains with."""
+    spec = get_spec(model)
+    try:
+        return RECIPES[spec.recipe]
+    except KeyError:
+        raise RegistryError(
+            f"model {model!r} names recipe {spec.recipe!r}, which training.recipe.RECIPES "
+            f"lacks; recipes: {', '.join(RECIPES)}"
+        ) from None
+
+
+def check_registry() -> None:
+    """Every registered model has an architecture and a recipe, and nothing else has one.
+
+    Called at the start of every training CLI, so a half-added model fails in a second
+    with the list of what is missing, not after hours of training.
+    """
+    names = model_names()
+    problems = [
+        f"{n}: no architecture in training.models.ARCHITECTURES"
+        for n in names
+        if n not in ARCHITECTURES
+    ]
+    problems += [
+        f"{n}: recipe {get_spec(n).recipe!r} not in training.recipe.RECIPES"
+        for n in names
+        if get_spec(n).recipe not in RECIPES
+    ]
+    problems += [
+        f"{n}: in training.models.ARCHITECTURES but not registered in fmnist.registry"
+        for n in ARCHITECTURES
+        if n not in names
+    ]
+    if problems:
+        raise RegistryError("model registry incomplete: " + "; ".join(problems))
 
 
 def make_optimizer(params: list[nn.Parameter], recipe: Recipe) -> torch.optim.Optimizer:

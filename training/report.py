@@ -2,7 +2,8 @@
 
     fmnist-report                       # reads artifacts/runs, writes docs/results
 
-Writes, for the models that have a finished run:
+Writes, for the registered models that have a finished run (matplotlib's object API on
+the Agg canvas: no pyplot state, no display):
   curves_MODEL.png         loss and accuracy per epoch, train vs validation
   depth_comparison.png     validation accuracy and loss of all models on one figure
   filters_MODEL.png        first-layer 3×3 convolution filters
@@ -19,18 +20,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from torch import nn
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-
-from fmnist.study import SUMMARY_TABLE as STUDY  # noqa: E402
-from fmnist.dataset import CLASS_NAMES, DatasetError, load_test_set  # noqa: E402
-from training.data import add_dataset_arguments, scale_pixels  # noqa: E402
-from training.models import MODELS, build_model, conv_layers  # noqa: E402
+from fmnist.contract import ARTIFACTS_DIR, RESULTS_DIR
+from fmnist.dataset import CLASS_NAMES, DatasetError, load_test_set
+from fmnist.registry import model_names
+from fmnist.study import SUMMARY_TABLE as STUDY
+from training.data import add_dataset_arguments, scale_pixels
+from training.models import build_model, conv_layers
+from training.recipe import RegistryError, check_registry
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,8 @@ def load_run(run: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 
 def plot_curves(name: str, history: list[dict[str, Any]], path: Path) -> None:
     epochs = [h["epoch"] for h in history]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    fig = Figure(figsize=(11, 4))
+    ax_loss, ax_acc = fig.subplots(1, 2)
     ax_loss.plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
     ax_loss.plot(epochs, [h["val_loss"] for h in history], "s-", label="validation")
     ax_loss.set(title=f"{name}: cross-entropy loss", xlabel="epoch", ylabel="loss")
@@ -55,11 +57,11 @@ def plot_curves(name: str, history: list[dict[str, Any]], path: Path) -> None:
         ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def plot_depth_comparison(histories: dict[str, list[dict[str, Any]]], path: Path) -> None:
-    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(11, 4))
+    fig = Figure(figsize=(11, 4))
+    ax_acc, ax_loss = fig.subplots(1, 2)
     for name, history in histories.items():
         epochs = [h["epoch"] for h in history]
         ax_acc.plot(epochs, [100 * h["val_acc"] for h in history], "o-", label=name)
@@ -71,14 +73,14 @@ def plot_depth_comparison(histories: dict[str, list[dict[str, Any]]], path: Path
         ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def plot_filters(name: str, net: nn.Module, path: Path) -> None:
     weights = conv_layers(net)[0].weight.detach().cpu().numpy()[:, 0]  # (32, 3, 3)
     cols = 8
     rows = int(np.ceil(len(weights) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.1, rows * 1.2))
+    fig = Figure(figsize=(cols * 1.1, rows * 1.2))
+    axes = fig.subplots(rows, cols)
     limit = float(np.abs(weights).max())
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
@@ -88,7 +90,6 @@ def plot_filters(name: str, net: nn.Module, path: Path) -> None:
     fig.suptitle(f"{name}: first-layer 3×3 filters (red +, blue −)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 @torch.no_grad()
@@ -121,7 +122,8 @@ def plot_feature_maps(
     per_class = [int(np.flatnonzero(labels == c)[0]) for c in range(len(CLASS_NAMES))]
     n_layers = len(conv_layers(net))
     cols = 1 + n_layers * channels
-    fig, axes = plt.subplots(len(per_class), cols, figsize=(cols * 0.9, len(per_class) * 0.95))
+    fig = Figure(figsize=(cols * 0.9, len(per_class) * 0.95))
+    axes = fig.subplots(len(per_class), cols)
     for row, idx in enumerate(per_class):
         maps = feature_maps(net, images[idx])
         axes[row, 0].imshow(images[idx], cmap="gray")
@@ -140,7 +142,6 @@ def plot_feature_maps(
     fig.suptitle(f"{name}: input and the {channels} most active feature maps of each conv layer")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def summary_table(summaries: dict[str, dict[str, Any]]) -> str:
@@ -175,7 +176,7 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     summaries: dict[str, dict[str, Any]] = {}
     histories: dict[str, list[dict[str, Any]]] = {}
-    for name in MODELS:
+    for name in model_names():
         run = artifacts / "runs" / name
         if (run / "summary.json").exists():
             summaries[name], histories[name] = load_run(run)
@@ -203,12 +204,17 @@ def write_report(
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        check_registry()
+    except RegistryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     p = argparse.ArgumentParser(
         description="Figures and summary table from training runs.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--artifacts", type=Path, default=Path("artifacts"))
-    p.add_argument("--out", type=Path, default=Path("docs/results"))
+    p.add_argument("--artifacts", type=Path, default=ARTIFACTS_DIR)
+    p.add_argument("--out", type=Path, default=RESULTS_DIR)
     add_dataset_arguments(p)
     args = p.parse_args(argv)
     try:

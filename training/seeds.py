@@ -17,9 +17,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from fmnist.contract import ARTIFACTS_DIR, RESULTS_DIR
 from fmnist.dataset import DatasetError
+from fmnist.registry import beyond_study, model_names
 from training.data import add_dataset_arguments, load_datasets
-from training.recipe import RECIPES
+from training.recipe import RegistryError, check_registry
 from training.train import TrainConfig, train_model
 
 KEYS = (
@@ -64,13 +66,24 @@ def seed_table(model: str, rows: dict[int, dict[str, float]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        check_registry()
+    except RegistryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     p = argparse.ArgumentParser(
         description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    p.add_argument("--model", default="improved", choices=sorted(RECIPES))
-    p.add_argument("--seeds", nargs="+", type=int, default=[42, 1, 2])
-    p.add_argument("--out", type=Path, default=Path("artifacts"))
-    p.add_argument("--results", type=Path, default=Path("docs/results"))
+    p.add_argument(
+        "--model",
+        default=beyond_study()[0],
+        choices=model_names(),
+        help="default: the first registered model beyond the study",
+    )
+    # The main run's seed first: its run in OUT/runs is reused.
+    p.add_argument("--seeds", nargs="+", type=int, default=[TrainConfig.seed, 1, 2])
+    p.add_argument("--out", type=Path, default=ARTIFACTS_DIR)
+    p.add_argument("--results", type=Path, default=RESULTS_DIR)
     add_dataset_arguments(p)
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
     p.add_argument("--limit-batches", type=int, default=None)
@@ -86,8 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = TrainConfig.for_model(
             args.model, seed=seed, epochs=args.epochs, limit_batches=args.limit_batches
         )
-        # Seed 42 is the main run's seed: reuse artifacts/runs rather than train it twice.
-        out = args.out if seed == 42 else args.out / "seeds" / f"seed-{seed}"
+        # The main run's seed: reuse OUT/runs rather than train it twice.
+        out = args.out if seed == TrainConfig.seed else args.out / "seeds" / f"seed-{seed}"
         rows[seed] = flatten(train_model(cfg, data, out))
         print(f"{args.model} seed {seed}: test {100 * rows[seed]['test_acc']:.2f} %", flush=True)
     table = seed_table(args.model, rows)

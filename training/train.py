@@ -25,24 +25,25 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from fmnist.contract import ARTIFACTS_DIR
 from fmnist.dataset import DatasetError
+from fmnist.metrics import ECE_BINS, reliability
+from fmnist.registry import model_names, study_models
 from training.data import Datasets, add_dataset_arguments, load_datasets
-from training.models import STUDY_MODELS, build_model, count_parameters
+from training.models import build_model, channels_last_on_cpu, count_parameters
 from training.recipe import (
-    RECIPES,
     STUDY,
     Recipe,
+    RegistryError,
     augment_batch,
+    check_registry,
     fit_temperature,
     make_optimizer,
     make_scheduler,
+    recipe_for,
 )
 
 log = logging.getLogger(__name__)
-
-# Measured on the 2-core CPU (benchmarks/train_throughput.py): channels-last helps the
-# deeper model's 128-channel conv and slows the baseline.
-CHANNELS_LAST_ON_CPU = {"baseline": False, "deeper": True, "improved": True}
 
 
 @dataclass(frozen=True)
@@ -54,13 +55,14 @@ class TrainConfig:
     # Fields below do not change the result, so they may differ on resume.
     threads: int | None = None
     device: str = "auto"
-    channels_last: bool | None = None  # None: per-model default on CPU, off on CUDA
+    # None: the architecture's ``channels_last_on_cpu`` on a CPU, off on CUDA.
+    channels_last: bool | None = None
 
     @classmethod
     def for_model(cls, model: str, **overrides: Any) -> TrainConfig:
         """The model's registered recipe, with recipe fields or run settings overridden."""
         recipe_keys = set(Recipe.__dataclass_fields__)
-        recipe = RECIPES.get(model, STUDY)
+        recipe = recipe_for(model)
         changes = {k: v for k, v in overrides.items() if k in recipe_keys and v is not None}
         if changes:
             recipe = replace(recipe, **changes)
@@ -88,10 +90,24 @@ class EpochRecord:
 
 @dataclass
 class RunState:
+    """What a checkpoint holds besides the model, optimizer and scheduler."""
+
     config: dict[str, Any]
     history: list[EpochRecord] = field(default_factory=list)
     best_epoch: int = 0
     best_val_acc: float = -1.0
+    best_weights: dict[str, torch.Tensor] | None = None
+
+
+@dataclass
+class TrainingSetup:
+    """The network, its optimizer and schedule, on their device."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    device: torch.device
+    channels_last: bool
 
 
 def pick_device(name: str) -> torch.device:
@@ -204,71 +220,101 @@ def _stopped_early(state: RunState, recipe: Recipe) -> bool:
 
 
 def calibration(logits: torch.Tensor, labels: torch.Tensor, temperature: float) -> dict[str, float]:
-    """ECE (15 bins) and NLL of softmax(logits / T)."""
-    from fmnist.metrics import reliability
-
+    """ECE (``fmnist.metrics``, 15 bins) and NLL of softmax(logits / T)."""
     probs = torch.softmax(logits / temperature, dim=1)
     conf, pred = probs.max(1)
-    ece = reliability(labels.numpy(), pred.numpy(), conf.numpy()).ece
+    ece = reliability(labels.numpy(), pred.numpy(), conf.numpy(), bins=ECE_BINS).ece
     nll = nn.functional.cross_entropy(logits / temperature, labels).item()
     return {"ece": ece, "nll": nll}
 
 
-def train_model(cfg: TrainConfig, data: Datasets, out: Path) -> dict[str, Any]:
-    """Train (or resume, or reuse) one model; returns its summary."""
-    recipe = cfg.recipe
-    folder = run_dir(out, cfg.model)
-    folder.mkdir(parents=True, exist_ok=True)
+def steps_per_epoch(n_train: int, cfg: TrainConfig) -> int:
+    steps = len(range(0, n_train, cfg.recipe.batch_size))
+    return steps if cfg.limit_batches is None else min(steps, cfg.limit_batches)
+
+
+def set_up(cfg: TrainConfig, n_train: int) -> TrainingSetup:
+    """A seeded network on its device, in its memory format, with optimizer and schedule."""
     device = pick_device(cfg.device)
     channels_last = (
         cfg.channels_last
         if cfg.channels_last is not None
-        else (device.type == "cpu" and CHANNELS_LAST_ON_CPU.get(cfg.model, False))
+        else (device.type == "cpu" and channels_last_on_cpu(cfg.model))
     )
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = make_optimizer(list(model.parameters()), recipe)
-    steps = len(range(0, len(data.train_x), recipe.batch_size))
-    if cfg.limit_batches is not None:
-        steps = min(steps, cfg.limit_batches)
-    scheduler = make_scheduler(optimizer, recipe, steps)
-    state = RunState(config=cfg.result_fields())
-    best_weights: dict[str, torch.Tensor] | None = None
+    optimizer = make_optimizer(list(model.parameters()), cfg.recipe)
+    scheduler = make_scheduler(optimizer, cfg.recipe, steps_per_epoch(n_train, cfg))
+    return TrainingSetup(model, optimizer, scheduler, device, channels_last)
 
-    ckpt_path = folder / "checkpoint.pt"
-    if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
-        # Checkpoints written before recipes existed hold the study recipe implicitly.
-        stored = {**STUDY.as_dict(), **ckpt["config"]}
-        if stored != state.config:
-            raise ValueError(
-                f"{ckpt_path} was made with {stored}, not {state.config}; "
-                "use another --out or --restart"
-            )
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        if scheduler is not None:
-            scheduler.load_state_dict(ckpt["scheduler"])
-        state.history = [EpochRecord(**r) for r in ckpt["history"]]
-        state.best_epoch, state.best_val_acc = ckpt["best_epoch"], ckpt["best_val_acc"]
-        best_weights = ckpt["best_model"]
-        log.info("%s: resuming after epoch %d", cfg.model, len(state.history))
 
+def load_checkpoint(path: Path, setup: TrainingSetup, state: RunState) -> None:
+    """Resume from ``path`` (when it exists) into ``setup`` and ``state``."""
+    if not path.exists():
+        return
+    ckpt = torch.load(path, map_location=setup.device, weights_only=True)
+    # Checkpoints written before recipes existed hold the study recipe implicitly.
+    stored = {**STUDY.as_dict(), **ckpt["config"]}
+    if stored != state.config:
+        raise ValueError(
+            f"{path} was made with {stored}, not {state.config}; use another --out or --restart"
+        )
+    setup.model.load_state_dict(ckpt["model"])
+    setup.optimizer.load_state_dict(ckpt["optimizer"])
+    if setup.scheduler is not None:
+        setup.scheduler.load_state_dict(ckpt["scheduler"])
+    state.history = [EpochRecord(**r) for r in ckpt["history"]]
+    state.best_epoch, state.best_val_acc = ckpt["best_epoch"], ckpt["best_val_acc"]
+    state.best_weights = ckpt["best_model"]
+    log.info("%s: resuming after epoch %d", state.config["model"], len(state.history))
+
+
+def save_checkpoint(path: Path, setup: TrainingSetup, state: RunState) -> None:
+    scheduler = setup.scheduler
+    _atomic_save(
+        {
+            "config": state.config,
+            "model": setup.model.state_dict(),
+            "optimizer": setup.optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "history": [asdict(r) for r in state.history],
+            "best_epoch": state.best_epoch,
+            "best_val_acc": state.best_val_acc,
+            "best_model": state.best_weights,
+        },
+        path,
+    )
+
+
+def run_epochs(
+    cfg: TrainConfig, setup: TrainingSetup, data: Datasets, state: RunState, folder: Path
+) -> None:
+    """The epochs not yet in ``state.history``, each checkpointed, until done or stopped."""
+    recipe, model = cfg.recipe, setup.model
     for epoch in range(len(state.history) + 1, recipe.epochs + 1):
         if _stopped_early(state, recipe):
             break
         t0 = time.perf_counter()
         train_loss, train_acc = train_one_epoch(
-            model, optimizer, data.train_x, data.train_y, cfg, epoch, channels_last, scheduler
+            model,
+            setup.optimizer,
+            data.train_x,
+            data.train_y,
+            cfg,
+            epoch,
+            setup.channels_last,
+            setup.scheduler,
         )
-        val_loss, val_acc, _ = evaluate(model, data.val_x, data.val_y, channels_last=channels_last)
+        val_loss, val_acc, _ = evaluate(
+            model, data.val_x, data.val_y, channels_last=setup.channels_last
+        )
         rec = EpochRecord(epoch, train_loss, train_acc, val_loss, val_acc, time.perf_counter() - t0)
         state.history.append(rec)
         if val_acc > state.best_val_acc:
             state.best_epoch, state.best_val_acc = epoch, val_acc
-            best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            state.best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
         log.info(
             "%s epoch %2d/%d  train loss %.4f acc %.4f | val loss %.4f acc %.4f | %.1fs",
             cfg.model,
@@ -280,40 +326,28 @@ def train_model(cfg: TrainConfig, data: Datasets, out: Path) -> dict[str, Any]:
             val_acc,
             rec.seconds,
         )
-        _atomic_save(
-            {
-                "config": state.config,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                "history": [asdict(r) for r in state.history],
-                "best_epoch": state.best_epoch,
-                "best_val_acc": state.best_val_acc,
-                "best_model": best_weights,
-            },
-            ckpt_path,
-        )
+        save_checkpoint(folder / "checkpoint.pt", setup, state)
         _write_json([asdict(r) for r in state.history], folder / "history.json")
 
-    assert best_weights is not None, "training ran no epoch"
-    _atomic_save(model.state_dict(), folder / "final.pt")
-    _atomic_save(best_weights, folder / "best.pt")
-    _, test_acc_final, _ = evaluate(model, data.test_x, data.test_y, channels_last=channels_last)
+
+def summarise(
+    cfg: TrainConfig, setup: TrainingSetup, state: RunState, data: Datasets
+) -> dict[str, Any]:
+    """Test both weight sets, keep the recipe's choice in the model, calibrate, summarise."""
+    recipe, model, cl = cfg.recipe, setup.model, setup.channels_last
+    assert state.best_weights is not None, "training ran no epoch"
+    _, test_acc_final, _ = evaluate(model, data.test_x, data.test_y, channels_last=cl)
     final_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    model.load_state_dict(best_weights)
-    _, test_acc_best, _ = evaluate(model, data.test_x, data.test_y, channels_last=channels_last)
+    model.load_state_dict(state.best_weights)
+    _, test_acc_best, _ = evaluate(model, data.test_x, data.test_y, channels_last=cl)
     if recipe.export_weights == "final":
         model.load_state_dict(final_weights)
     # ``model`` now holds the weights that get exported.
-    _, val_acc_exported, val_logits = evaluate(
-        model, data.val_x, data.val_y, channels_last=channels_last
-    )
-    _, test_acc, test_logits = evaluate(
-        model, data.test_x, data.test_y, channels_last=channels_last
-    )
+    _, val_acc_exported, val_logits = evaluate(model, data.val_x, data.val_y, channels_last=cl)
+    _, test_acc, test_logits = evaluate(model, data.test_x, data.test_y, channels_last=cl)
     temperature = fit_temperature(val_logits, data.val_y) if recipe.temperature_scaling else 1.0
     last = state.history[-1]
-    summary = {
+    return {
         "model": cfg.model,
         "parameters": count_parameters(model),
         "epochs": len(state.history),
@@ -338,11 +372,25 @@ def train_model(cfg: TrainConfig, data: Datasets, out: Path) -> dict[str, Any]:
             "test_after": calibration(test_logits, data.test_y, temperature),
         },
         "train_seconds": sum(r.seconds for r in state.history),
-        "device": str(device),
-        "channels_last": channels_last,
+        "device": str(setup.device),
+        "channels_last": cl,
         "config": state.config,
         "dataset_md5": data.checksums,
     }
+
+
+def train_model(cfg: TrainConfig, data: Datasets, out: Path) -> dict[str, Any]:
+    """Train (or resume, or reuse) one model; returns its summary."""
+    folder = run_dir(out, cfg.model)
+    folder.mkdir(parents=True, exist_ok=True)
+    setup = set_up(cfg, len(data.train_x))
+    state = RunState(config=cfg.result_fields())
+    load_checkpoint(folder / "checkpoint.pt", setup, state)
+    run_epochs(cfg, setup, data, state, folder)
+    assert state.best_weights is not None, "training ran no epoch"
+    _atomic_save(setup.model.state_dict(), folder / "final.pt")
+    _atomic_save(state.best_weights, folder / "best.pt")
+    summary = summarise(cfg, setup, state, data)
     _write_json(summary, folder / "summary.json")
     return summary
 
@@ -354,37 +402,51 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--models",
         nargs="+",
-        default=list(STUDY_MODELS),
-        choices=sorted(RECIPES),
-        help="models to train, each with its registered recipe (training.recipe)",
+        default=list(study_models()),
+        choices=model_names(),
+        help="models to train, each with its registered recipe (fmnist.registry)",
+    )
+    # None: each model's recipe decides; the help shows the study's values.
+    p.add_argument(
+        "--epochs", type=int, help=f"override the recipe's epochs (study: {STUDY.epochs})"
     )
     p.add_argument(
-        "--epochs", type=int, default=None, help="override the recipe's epochs (study: 20)"
+        "--batch-size",
+        type=int,
+        help=f"override the recipe's batch size (study: {STUDY.batch_size})",
     )
     p.add_argument(
-        "--batch-size", type=int, default=None, help="override the recipe's batch size (study: 64)"
+        "--lr", type=float, help=f"override the recipe's learning rate (study: {STUDY.lr:g})"
     )
+    p.add_argument("--seed", type=int, default=TrainConfig.seed)
     p.add_argument(
-        "--lr", type=float, default=None, help="override the recipe's learning rate (study: 1e-3)"
-    )
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument(
-        "--limit-batches", type=int, default=None, help="quick mode: at most N batches per epoch"
+        "--limit-batches",
+        type=int,
+        default=TrainConfig.limit_batches,
+        help="quick mode: at most N batches per epoch",
     )
     add_dataset_arguments(p)
     p.add_argument(
         "--download", action="store_true", help="download the dataset when it is nowhere on disk"
     )
-    p.add_argument("--out", type=Path, default=Path("artifacts"), help="output folder")
+    p.add_argument("--out", type=Path, default=ARTIFACTS_DIR, help="output folder")
     p.add_argument(
-        "--threads", type=int, default=None, help="torch intra-op threads (default: all cores)"
+        "--threads",
+        type=int,
+        default=TrainConfig.threads,
+        help="torch intra-op threads (None: all cores)",
     )
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--device", default=TrainConfig.device, help="auto, cpu or cuda")
     p.add_argument("--restart", action="store_true", help="discard existing checkpoints")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        check_registry()
+    except RegistryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     if args.threads:
