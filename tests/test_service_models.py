@@ -1,4 +1,4 @@
-"""Which models the service serves: baseline and deeper always, improved when present.
+"""Which models the service serves: the exported files it is given, named by their metadata.
 
 From FMNIST_MODEL_DIR (settings, then a real ``bentoml serve`` of three models) and from
 the BentoML model store (``import_models`` and the class-level references that
@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,35 +21,72 @@ import pytest
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
+from fmnist.contract import file_sha256
+from service.catalog import CatalogError, models_in_dir
 from service.launch import REPO_ROOT, bentoml_server
-from service.onnx_file import file_sha256
-from service.settings import ServiceSettings, SettingsError
+from service.settings import SettingsError, load_settings
 
 
-def touch(folder: Path, *names: str) -> Path:
+def copy_as(source: Path, folder: Path, filename: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        (folder / f"{name}.onnx").write_bytes(b"")
-    return folder
+    return Path(shutil.copy2(source, folder / filename))
 
 
-def test_model_dir_serves_the_required_models_and_improved_when_present(tmp_path: Path) -> None:
-    two = ServiceSettings(model_dir=touch(tmp_path / "two", "baseline", "deeper"))
-    assert two.models_in_dir() == ("baseline", "deeper")
-    three = ServiceSettings(model_dir=touch(tmp_path / "three", "improved", "deeper", "baseline"))
-    assert three.models_in_dir() == ("baseline", "deeper", "improved")
-    lacking = ServiceSettings(model_dir=touch(tmp_path / "lacking", "baseline", "improved"))
-    with pytest.raises(SettingsError, match=r"lacks deeper\.onnx"):
-        lacking.models_in_dir()
+def test_a_folder_serves_every_exported_file_under_its_recorded_name(
+    onnx_models_three: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = tmp_path / "models"
+    copy_as(onnx_models_three["deeper"], folder, "zz-whatever.onnx")
+    copy_as(onnx_models_three["improved"], folder, "improved.onnx")
+    copy_as(onnx_models_three["baseline"], folder, "b.onnx")
+    (folder / "foreign.onnx").write_bytes(b"")  # no project metadata: not one of ours
+    (folder / "notes.txt").write_text("ignored")
+    found = models_in_dir(folder)
+    assert [(s.name, s.path.name if s.path else None) for s in found] == [
+        ("baseline", "b.onnx"),
+        ("deeper", "zz-whatever.onnx"),
+        ("improved", "improved.onnx"),
+    ]
+    assert "foreign.onnx" in caplog.text and "skipped" in caplog.text
+    # FMNIST_MODELS restricts and orders, and every model it lists must be there.
+    assert [s.name for s in models_in_dir(folder, ("improved", "baseline"))] == [
+        "improved",
+        "baseline",
+    ]
+    with pytest.raises(CatalogError, match="FMNIST_MODELS lists resnet but .* provides baseline"):
+        models_in_dir(folder, ("baseline", "resnet"))
 
 
-def test_default_model_must_be_served() -> None:
-    settings = ServiceSettings.from_env({"FMNIST_DEFAULT_MODEL": "improved"})
-    settings.check_default_served(("baseline", "deeper", "improved"), "x")
+def test_a_folder_without_models_or_with_two_files_of_one_model_is_refused(
+    onnx_models: dict[str, Path], tmp_path: Path
+) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(CatalogError, match="holds no exported model"):
+        models_in_dir(empty)
+    with pytest.raises(CatalogError, match="is not a folder"):
+        models_in_dir(tmp_path / "missing")
+    twice = tmp_path / "twice"
+    copy_as(onnx_models["baseline"], twice, "a.onnx")
+    copy_as(onnx_models["baseline"], twice, "b.onnx")
+    with pytest.raises(CatalogError, match="both hold model 'baseline'"):
+        models_in_dir(twice)
+    corrupt = tmp_path / "corrupt"
+    copy_as(onnx_models["baseline"], corrupt, "baseline.onnx")
+    (corrupt / "broken.onnx").write_bytes(b"\x0a\xff\xff\xff\x0f garbage")
+    with pytest.raises(CatalogError, match=r"broken\.onnx is not a valid ONNX file"):
+        models_in_dir(corrupt)
+
+
+def test_the_default_model_is_the_first_served_or_a_served_one_named() -> None:
+    assert load_settings({}).choose_default(("baseline", "deeper"), "x") == "baseline"
+    assert load_settings({"FMNIST_MODELS": "deeper,baseline"}).models == ("deeper", "baseline")
+    settings = load_settings({"FMNIST_DEFAULT_MODEL": "improved"})
+    assert settings.choose_default(("baseline", "deeper", "improved"), "x") == "improved"
     with pytest.raises(SettingsError, match="'improved' is not served: FMNIST_MODEL_DIR=/m"):
-        settings.check_default_served(("baseline", "deeper"), "FMNIST_MODEL_DIR=/m")
-    with pytest.raises(SettingsError, match="expected one of baseline, deeper, improved"):
-        ServiceSettings.from_env({"FMNIST_DEFAULT_MODEL": "resnet"})
+        settings.choose_default(("baseline", "deeper"), "FMNIST_MODEL_DIR=/m")
+    with pytest.raises(SettingsError, match="FMNIST_DEFAULT_MODEL='x' is not in FMNIST_MODELS"):
+        load_settings({"FMNIST_MODELS": "baseline", "FMNIST_DEFAULT_MODEL": "x"})
 
 
 def npy(array: np.ndarray) -> bytes:
@@ -151,26 +189,68 @@ def test_import_models_imports_every_model_present_and_the_service_references_th
     assert [line.split(":")[0] for line in out.splitlines()] == ["baseline", "deeper"]
     served, refs = json.loads(run(["-c", DECLARED], env))
     assert served == ["baseline", "deeper"]
-    assert refs == ["fmnist-baseline:latest", "fmnist-deeper:latest"]
+    assert [r.split(":")[0] for r in refs] == ["fmnist-baseline", "fmnist-deeper"]
 
     three_dir = str(onnx_models_three["improved"].parent)
     out = run(["-m", "service.import_models", "--onnx-dir", three_dir], env)
     assert [line.split(":")[0] for line in out.splitlines()] == ["baseline", "deeper", "improved"]
     served, refs = json.loads(run(["-c", DECLARED], env))
     assert served == ["baseline", "deeper", "improved"]
-    assert refs == ["fmnist-baseline:latest", "fmnist-deeper:latest", "fmnist-improved:latest"]
+    assert [r.split(":")[0] for r in refs] == [
+        "fmnist-baseline",
+        "fmnist-deeper",
+        "fmnist-improved",
+    ]
+    # FMNIST_MODELS restricts what is referenced (and so what bentoml build packs).
+    served, refs = json.loads(run(["-c", DECLARED], {**env, "FMNIST_MODELS": "improved"}))
+    assert served == ["improved"] and [r.split(":")[0] for r in refs] == ["fmnist-improved"]
 
 
-def test_import_models_needs_the_required_files(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.slow
+def test_import_models_checks_every_file_before_importing_any(
+    onnx_models: dict[str, Path], tmp_path: Path
 ) -> None:
-    from service import import_models
-
-    folder = touch(tmp_path / "onnx", "baseline", "improved")
-    assert import_models.models_to_import(folder, None) == (
-        ["baseline", "deeper", "improved"],
-        ["deeper"],
+    env = {**os.environ, "BENTOML_HOME": str(tmp_path / "home"), "BENTOML_DO_NOT_TRACK": "true"}
+    folder = tmp_path / "onnx"
+    copy_as(onnx_models["baseline"], folder, "baseline.onnx")
+    # deeper's file with its graph cut short: the metadata is gone, the bytes are garbage.
+    data = onnx_models["deeper"].read_bytes()
+    (folder / "deeper.onnx").write_bytes(data[: len(data) // 2])
+    done = subprocess.run(
+        [sys.executable, "-m", "service.import_models", "--onnx-dir", str(folder)],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
-    assert import_models.main(["--onnx-dir", str(folder)]) == 2
-    assert "lacks deeper.onnx" in capsys.readouterr().err
-    assert import_models.models_to_import(folder, ["improved"]) == (["improved"], [])
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "deeper.onnx" in lines[0] and lines[0].startswith("error: ")
+    listed = subprocess.run(
+        [sys.executable, "-m", "bentoml", "models", "list", "-o", "json"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert json.loads(listed.stdout or "[]") == []  # all or nothing: baseline not imported
+    (folder / "deeper.onnx").unlink()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "service.import_models",
+            "--onnx-dir",
+            str(folder),
+            "--models",
+            "resnet",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2 and "--models lists resnet" in done.stderr
