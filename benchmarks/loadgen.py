@@ -130,8 +130,14 @@ def parse_wrk(stdout: str) -> dict[str, Any]:
 def run_wrk(
     url: str, script: Path, connections: int, seconds: float, threads: int = 1
 ) -> dict[str, Any]:
-    """Closed loop: ``connections`` keep-alive connections, opened at once, for ``seconds``."""
-    cmd = ["wrk", f"-t{min(threads, connections)}", f"-c{connections}", f"-d{seconds:g}s"]
+    """Closed loop: ``connections`` keep-alive connections, opened at once, for ``seconds``
+    (wrk takes whole seconds: rounded, at least 1)."""
+    cmd = [
+        "wrk",
+        f"-t{min(threads, connections)}",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+    ]
     cmd += ["--timeout", "10s", "-s", str(script), url]
     cpu0 = _children_cpu()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
@@ -193,13 +199,9 @@ def machine_busy_s() -> float:
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
-def worker_requests(url: str) -> dict[str, float] | None:
-    """Requests per worker from ``/metrics`` (a ``*_total`` counter labelled ``worker``)."""
-    try:
-        with urllib.request.urlopen(url + "/metrics", timeout=5) as resp:
-            text = resp.read().decode()
-    except (OSError, urllib.error.URLError):
-        return None
+def parse_worker_counts(text: str) -> dict[str, float] | None:
+    """Requests per worker from Prometheus text: the first ``*_total`` counter with a
+    ``worker`` label (one with "request" in its name preferred), summed over other labels."""
     pattern = re.compile(r"^(\w*_total)\{([^}]*)\}\s+(\S+)", re.M)
     counts: dict[str, dict[str, float]] = {}
     for name, labels, value in pattern.findall(text):
@@ -208,6 +210,15 @@ def worker_requests(url: str) -> dict[str, float] | None:
             per[m.group(1)] = per.get(m.group(1), 0.0) + float(value)
     names = sorted(counts, key=lambda n: ("request" not in n, n))
     return counts[names[0]] if names else None
+
+
+def worker_requests(url: str) -> dict[str, float] | None:
+    """:func:`parse_worker_counts` of ``url``/metrics; None without such a counter."""
+    try:
+        with urllib.request.urlopen(url + "/metrics", timeout=5) as resp:
+            return parse_worker_counts(resp.read().decode())
+    except (OSError, urllib.error.URLError):
+        return None
 
 
 @dataclass

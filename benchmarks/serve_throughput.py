@@ -367,7 +367,14 @@ def main(argv: list[str] | None = None) -> int:
     def on_term(*_: object) -> None:
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, on_term)  # stop the servers on kill as on Ctrl-C
+    previous = signal.signal(signal.SIGTERM, on_term)  # stop the servers on kill as on Ctrl-C
+    try:
+        return run(args, model, png, pixels)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run(args: argparse.Namespace, model: Path, png: bytes, pixels: np.ndarray) -> int:
     meta = {"header": serve_report.header(args, model, args.image, PEER_PYTHON)}
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
         b = Bench(args, Path(tmp))
