@@ -37,14 +37,15 @@ ENV PATH=/opt/venv/bin:$PATH \
     FMNIST_ORT_INTER_THREADS=1 \
     FMNIST_ORT_PROVIDER=cpu \
     FMNIST_BATCHING_MAX_BATCH_SIZE=64 \
-    FMNIST_BATCHING_MAX_LATENCY_MS=1000
+    FMNIST_BATCHING_MAX_WAIT_MS=2 \
+    FMNIST_BATCHING_MAX_QUEUE=256
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin app
 COPY --from=deps /opt/venv /opt/venv
 WORKDIR /app
 COPY fmnist/ fmnist/
 COPY service/ service/
-# baseline.onnx and deeper.onnx (required), improved.onnx when present: the glob copies
-# what the context holds, and the service serves every model it finds there.
+# Every exported model in the context: the service serves each file that carries the
+# project's metadata, under the name it records (FMNIST_MODELS restricts them).
 COPY ${MODEL_DIR}/*.onnx models/
 USER 10001
 EXPOSE 3000

@@ -21,9 +21,9 @@ import pytest
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
+from fmnist.contract import file_sha256
 from fmnist.dataset import CLASS_NAMES as FASHION_CLASSES
 from service.launch import REPO_ROOT, bentoml_server
-from service.onnx_file import file_sha256
 
 pytestmark = pytest.mark.slow
 
@@ -413,6 +413,11 @@ def test_metrics_after_known_requests(client: httpx.Client, onnx_models: dict[st
     assert delta("fmnist_prediction_confidence_sum", model="deeper") == pytest.approx(
         sum(confidences), rel=1e-5
     )
+    assert delta("fmnist_queue_seconds_count", model="deeper") == len(sizes)
+    assert 0 <= delta("fmnist_queue_seconds_sum", model="deeper") < 5
+    # Every request counted once, by the worker that answered it.
+    assert delta("fmnist_worker_requests_total") == len(sizes) + 3 + 1
+    assert delta("fmnist_shed_requests_total") == 0
     assert delta("fmnist_rejected_requests_total", reason="empty_batch") == 3
     assert delta("fmnist_rejected_requests_total", reason="unknown_model") == 1
     assert delta("fmnist_predictions_total", model="baseline") == 0
@@ -464,6 +469,7 @@ def test_bentoml_build_packs_both_models_and_no_torch(
         assert banned not in requirements, f"{banned} in the Bento's requirements"
     assert (bento / "src" / "service" / "service.py").is_file()
     assert (bento / "src" / "fmnist" / "dataset.py").is_file()
+    assert not (bento / "src" / "service" / "launch.py").exists()  # a test helper only
     # The store path works end to end: serve the built Bento and classify one image.
     with bentoml_server({**env}, target="fmnist:latest", log_path=tmp_path / "serve.log") as url:
         listing = httpx.get(url + "/models", timeout=30).json()

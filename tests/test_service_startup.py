@@ -184,3 +184,52 @@ def test_connections_opened_at_once_are_spread_over_both_workers(
     # often landed on one worker. SO_REUSEPORT hashes them over both; the chance that one
     # worker still gets more than 80 % of 32 random connections is below 1e-3.
     assert max(served.values()) / total <= 0.8, served
+
+
+@pytest.mark.slow
+def test_a_full_queue_answers_503_at_once_and_the_service_recovers(
+    onnx_models: dict[str, Path], tmp_path: Path
+) -> None:
+    import asyncio
+
+    import httpx
+
+    env = {
+        "FMNIST_MODEL_DIR": str(onnx_models["deeper"].parent),
+        "FMNIST_WORKERS": "1",
+        "FMNIST_BATCHING_MAX_QUEUE": "1",
+        "FMNIST_BATCHING_MAX_BATCH_SIZE": "1024",
+    }
+    big = np.random.default_rng(0).integers(0, 256, (1024, 28, 28)).tolist()
+
+    async def burst(url: str) -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+            return await asyncio.gather(
+                *(
+                    client.post("/classify_batch", json={"pixels": big, "model": "deeper"})
+                    for _ in range(8)
+                )
+            )
+
+    with bentoml_server(env, log_path=tmp_path / "serve.log") as url:
+        answers = asyncio.run(burst(url))
+        codes = sorted(r.status_code for r in answers)
+        shed = [r for r in answers if r.status_code == 503]
+        # One batch runs (1024 images of deeper: a worker thread, tens of ms), one waits,
+        # the rest find the queue full.
+        assert codes.count(200) >= 2 and shed, codes
+        for r in shed:
+            assert r.headers["retry-after"] == "1"
+            assert r.json()["error"] == "overloaded"
+            assert "FMNIST_BATCHING_MAX_QUEUE" in r.json()["detail"]
+        start = time.monotonic()
+        after = httpx.post(url + "/classify_batch", json={"pixels": big[:1]}, timeout=30)
+        assert after.status_code == 200 and time.monotonic() - start < 5
+        metrics = httpx.get(url + "/metrics", timeout=30).text
+    shed_total = sum(
+        s.value
+        for family in text_string_to_metric_families(metrics)
+        for s in family.samples
+        if s.name == "fmnist_shed_requests_total" and s.labels.get("model") == "deeper"
+    )
+    assert shed_total == len(shed)

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from service.onnx_file import read_opset
-from service.settings import ServiceSettings, SettingsError
+from service.settings import SettingsError, load_settings
 from service.validation import (
     InputError,
     decode_image,
@@ -173,14 +173,34 @@ def test_model_and_bool_options() -> None:
 
 
 def test_settings_from_env() -> None:
-    s = ServiceSettings.from_env(
+    s = load_settings(
         {"FMNIST_DEFAULT_MODEL": "deeper", "FMNIST_WORKERS": "3", "FMNIST_MAX_BATCH_SIZE": "16"}
     )
-    assert (s.default_model, s.workers, s.max_batch_size, s.model_dir) == ("deeper", 3, 16, None)
-    with pytest.raises(SettingsError, match="FMNIST_WORKERS='two' is not an integer"):
-        ServiceSettings.from_env({"FMNIST_WORKERS": "two"})
-    with pytest.raises(SettingsError, match="expected one of baseline, deeper"):
-        ServiceSettings.from_env({"FMNIST_DEFAULT_MODEL": "resnet"})
+    assert (s.default_model, s.workers, s.max_batch_size) == ("deeper", 3, 16)
+    # The documented defaults (docs/api.md), pinned.
+    d = load_settings({"FMNIST_MODEL_DIR": ""})
+    assert (d.model_dir, d.models, d.default_model, d.ort_provider) == (None, None, None, "auto")
+    assert (d.batching_max_batch_size, d.batching_max_wait_ms, d.batching_max_queue) == (
+        64,
+        2.0,
+        256,
+    )
+    assert (d.max_batch_size, d.max_body_bytes) == (1024, 10 * 1024 * 1024)
+    assert (d.reuse_port, d.access_log, d.tracing, d.debug) == (True, False, False, False)
+    assert d.batching_max_wait_s == 0.002
+    with pytest.raises(SettingsError, match="FMNIST_WORKERS='two': Input should be a valid int"):
+        load_settings({"FMNIST_WORKERS": "two"})
+    with pytest.raises(SettingsError, match="FMNIST_BATCHING_MAX_QUEUE='0': .*greater than or eq"):
+        load_settings({"FMNIST_BATCHING_MAX_QUEUE": "0"})
+    with pytest.raises(SettingsError, match="FMNIST_ORT_PROVIDER=.tpu.: expected auto, cpu"):
+        load_settings({"FMNIST_ORT_PROVIDER": "tpu"})
+    message = ""
+    try:
+        load_settings({"FMNIST_WORKERS": "0", "FMNIST_MAX_BODY_BYTES": "x"})
+    except SettingsError as exc:
+        message = str(exc)
+    assert "FMNIST_WORKERS='0'" in message and "FMNIST_MAX_BODY_BYTES='x'" in message
+    assert "\n" not in message  # one line, every bad variable named
 
 
 def test_read_opset(onnx_models: dict[str, Path]) -> None:
