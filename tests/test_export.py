@@ -11,8 +11,16 @@ import pytest
 import torch
 
 import training.export as export_mod
+from fmnist import contract
 from training.data import load_datasets, scale_pixels
-from training.export import ExportError, check_parity, export_run, onnx_session
+from training.export import (
+    PARITY_TOLERANCE,
+    ExportError,
+    ParityReport,
+    check_parity,
+    export_run,
+    onnx_session,
+)
 from training.models import build_model
 from training.train import TrainConfig, train_model
 
@@ -89,3 +97,27 @@ def test_temperature_is_folded_into_the_graph(onnx_models: dict[str, Path], tmp_
     np.testing.assert_allclose(logits, plain_logits / 2.0, atol=1e-5)
     assert (probs.argmax(1) == plain_logits.argmax(1)).all()
     assert check_parity(scaled, net, pixels[:, 0].astype(np.uint8), temperature=2.0).ok
+
+
+def test_parity_tolerance_is_pinned() -> None:
+    # float32 round-off between onnxruntime and PyTorch is ~1e-6; 1e-4 is the promise.
+    assert PARITY_TOLERANCE == 1e-4
+    assert ParityReport(10, 1e-4, 0).ok
+    assert not ParityReport(10, 1.01e-4, 0).ok
+    assert not ParityReport(10, 0.0, 1).ok  # one flipped answer fails whatever the logits
+
+
+def test_training_scales_pixels_as_the_contract_and_the_graph_do() -> None:
+    images = np.array([[[0, 51, 255] + [0] * 25] * 28], dtype=np.uint8)  # (1, 28, 28)
+    x = scale_pixels(images)
+    assert x.shape == (1, 1, 28, 28) and x.dtype == torch.float32
+    assert x[0, 0, 0, :3].tolist() == pytest.approx([-1.0, -0.6, 1.0], abs=1e-7)
+    # Bit for bit the same numbers as fmnist.contract (what the service's clients use).
+    assert np.array_equal(x.numpy(), contract.scale_pixels(images)[:, None])
+
+
+def test_default_locations_are_pinned() -> None:
+    assert Path("artifacts") == contract.ARTIFACTS_DIR
+    assert contract.onnx_dir() == Path("artifacts/onnx")
+    assert contract.onnx_dir("out") == Path("out/onnx")
+    assert Path("docs/results") == contract.RESULTS_DIR
