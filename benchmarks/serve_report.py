@@ -54,7 +54,8 @@ def report(b: Any, meta: dict[str, Any]) -> str:
         out += [
             "",
             f"Fixed offered load ({a.fixed_fraction:.0%} of the best closed-loop rate "
-            f"before it; hey, {a.fixed_workers} connections):",
+            f"before it; hey, {a.fixed_workers} connections, each with at most one request in "
+            "flight, so *got* falls short of *offered* when the server cannot keep up):",
             "",
             "| server | request | offered req/s | got req/s | p50 ms | p90 ms | p99 ms "
             "| non-2xx / errors | server CPU ms/req | cores busy |",
@@ -187,6 +188,13 @@ def goals(b: Any) -> list[str]:
     ]
 
 
+def _short(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def header(args: argparse.Namespace, model: Path, image: Path, peer_python: Path) -> list[str]:
     cpu = next(
         (
@@ -213,6 +221,7 @@ def header(args: argparse.Namespace, model: Path, image: Path, peer_python: Path
         f"{datetime.datetime.now():%Y-%m-%d %H:%M}  {' '.join(sys.argv)}",
         f"{cpu}, {os.cpu_count()} CPUs, load average at start {load}",
         f"Python {platform.python_version()}, {', '.join(vers)}, wrk + hey (Debian)",
-        f"model {model} (sha256 {sha}…), image {image} ({image.stat().st_size} bytes); "
+        f"model {_short(model)} (sha256 {sha}…), image {_short(image)} "
+        f"({image.stat().st_size} bytes); "
         f"{args.seconds:g} s per point, service workers {args.workers}",
     ]
