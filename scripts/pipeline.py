@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         nargs="+",
         default=list(model_names()),
         choices=model_names(),
-        help="default: every registered model (fmnist.registry)",
+        help="registered models (fmnist.registry) to train, export, serve and evaluate",
     )
     p.add_argument("--epochs", type=int, default=None, help="override every recipe's epochs")
     p.add_argument("--limit-batches", type=int, default=None)

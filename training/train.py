@@ -418,7 +418,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--lr", type=float, help=f"override the recipe's learning rate (study: {STUDY.lr:g})"
     )
-    p.add_argument("--seed", type=int, default=TrainConfig.seed)
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=TrainConfig.seed,
+        help="seeds the split, initialisation, batch order and augmentation",
+    )
     p.add_argument(
         "--limit-batches",
         type=int,
