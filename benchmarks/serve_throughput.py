@@ -370,6 +370,9 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, on_term)  # stop the servers on kill as on Ctrl-C
     try:
         return run(args, model, png, pixels)
+    except KeyboardInterrupt:
+        print("bench-serve: interrupted; every server it started is stopped", file=sys.stderr)
+        return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
 

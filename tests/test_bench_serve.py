@@ -182,6 +182,8 @@ def stub_server() -> Iterator[str]:
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
 
 
 @pytest.mark.slow
