@@ -25,6 +25,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from evaluation.client import ServiceClient  # noqa: E402
 from fmnist.dataset import load_test_set  # noqa: E402
+from fmnist.registry import study_models  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--url", default=None, help="a running service (default: start one)")
     p.add_argument("--onnx-dir", type=Path, default=Path("artifacts/onnx"))
-    p.add_argument("--models", nargs="+", default=["baseline", "deeper"])
+    p.add_argument("--models", nargs="+", default=list(study_models()))
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[250, 500, 1000])
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4])
     p.add_argument("--repeats", type=int, default=2)

@@ -45,6 +45,8 @@ sys.path[:0] = [str(HERE), str(REPO)]
 import loadgen as lg  # noqa: E402
 import serve_report  # noqa: E402
 
+from fmnist.contract import onnx_filename  # noqa: E402
+from fmnist.registry import study_models  # noqa: E402
 from service.launch import bentoml_server  # noqa: E402
 
 log = logging.getLogger("bench-serve")
@@ -192,14 +194,14 @@ class Bench:
         env = {
             "FMNIST_MODEL_DIR": str(onnx_dir.resolve()),
             "FMNIST_WORKERS": str(a.workers),
-            "FMNIST_DEFAULT_MODEL": "baseline",
+            "FMNIST_DEFAULT_MODEL": a.model,
             "BENTOML_HOME": str(self.tmp / "bentoml"),
         }
         body, ctype = lg.multipart("image", "image.png", png, "image/png")
         reqs = [lg.Request("multipart PNG", "/classify", body, ctype)]
         optional = [
             lg.Request("raw PNG body", "/classify", png, "image/png"),
-            lg.Request("v2 JSON", "/v2/models/baseline/infer", v2_body(pixels), "application/json"),
+            lg.Request("v2 JSON", f"/v2/models/{a.model}/infer", v2_body(pixels), "application/json"),
         ]
         with bentoml_server(env, log_path=self.tmp / "service.log") as url:
             pid = lg.child_server_pid(int(url.rsplit(":", 1)[1]))
@@ -317,6 +319,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--onnx-dir", type=Path, default=REPO / "artifacts" / "onnx")
     p.add_argument("--image", type=Path, default=REPO / "docs" / "examples" / "ankle_boot.png")
+    p.add_argument(
+        "--model", default=study_models()[0], help="the model measured (its <name>.onnx)"
+    )
     p.add_argument("--seconds", type=float, default=10.0, help="per point")
     p.add_argument("--connections", type=int, nargs="+", default=[1, 32, 256])
     p.add_argument("--workers", type=int, default=2, help="service and KServe workers")
@@ -353,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr
     )
     missing = [t for t in ("wrk", "hey") if shutil.which(t) is None]
-    model = args.onnx_dir / "baseline.onnx"
+    model = args.onnx_dir / onnx_filename(args.model)
     if missing or not model.exists():
         print(
             f"bench-serve: missing {', '.join(missing) or model} (run `make setup`; "

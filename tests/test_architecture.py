@@ -27,7 +27,6 @@ ALLOWED_EDGES: dict[tuple[str, str], str] = {
     ("loadtests/run.py", "service.launch"): "starts the service under load",
     ("scripts/pipeline.py", "service.launch"): "starts the service it evaluates",
     ("benchmarks/serve_throughput.py", "service.launch"): "starts the service it measures",
-    ("benchmarks/worker_balance.py", "service.launch"): "starts the service it measures",
     ("benchmarks/eval_throughput.py", "service.launch"): "starts the service it queries",
     ("benchmarks/eval_throughput.py", "evaluation.client"): "measures evaluation's client",
     ("benchmarks/train_throughput.py", "training"): "measures training's step",
