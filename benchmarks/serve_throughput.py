@@ -201,7 +201,9 @@ class Bench:
         reqs = [lg.Request("multipart PNG", "/classify", body, ctype)]
         optional = [
             lg.Request("raw PNG body", "/classify", png, "image/png"),
-            lg.Request("v2 JSON", f"/v2/models/{a.model}/infer", v2_body(pixels), "application/json"),
+            lg.Request(
+                "v2 JSON", f"/v2/models/{a.model}/infer", v2_body(pixels), "application/json"
+            ),
         ]
         with bentoml_server(env, log_path=self.tmp / "service.log") as url:
             pid = lg.child_server_pid(int(url.rsplit(":", 1)[1]))
