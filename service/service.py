@@ -40,7 +40,7 @@ from service.inference import ModelFileError, OnnxModel, ProviderError, choose_p
 from service.metrics import service_metrics
 from service.models_store import onnx_path_of
 from service.settings import ServiceSettings, SettingsError, load_settings
-from service.workers import inherited_fd, own_listening_socket, tune_gc
+from service.workers import KeepAliveLimit, inherited_fd, own_listening_socket, tune_gc
 
 log = logging.getLogger(__name__)
 T = TypeVar("T", bound=type)
@@ -205,3 +205,6 @@ class FashionMNISTService:
                 {**m.card.to_json(), "providers": m.providers} for m in self.models.values()
             ],
         }
+
+
+FashionMNISTService.add_asgi_middleware(KeepAliveLimit, max_requests=SETTINGS.keepalive_requests)

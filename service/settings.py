@@ -53,6 +53,9 @@ class ServiceSettings(BaseSettings):
     # One listening socket per worker (SO_REUSEPORT): the kernel spreads connections over
     # the workers instead of letting the first one that wakes up take them all.
     reuse_port: bool = True
+    # Close a kept-alive connection after this many requests (0: never), so that clients
+    # reconnect and connections keep being spread over the workers (nginx does the same).
+    keepalive_requests: int = Field(100, ge=0, le=10_000_000)
     access_log: bool = False  # BentoML's per-request access log line
     tracing: bool = False  # BentoML's OpenTelemetry spans on the prediction endpoints
     debug: bool = False  # tracebacks instead of one-line start-up errors

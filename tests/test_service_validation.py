@@ -187,6 +187,7 @@ def test_settings_from_env() -> None:
     )
     assert (d.max_batch_size, d.max_body_bytes) == (1024, 10 * 1024 * 1024)
     assert (d.reuse_port, d.access_log, d.tracing, d.debug) == (True, False, False, False)
+    assert d.keepalive_requests == 100
     assert d.batching_max_wait_s == 0.002
     with pytest.raises(SettingsError, match="FMNIST_WORKERS='two': Input should be a valid int"):
         load_settings({"FMNIST_WORKERS": "two"})
