@@ -8,3 +8,5 @@ Importing this package is cheap and torch-free; the BentoML service class lives 
 :mod:`service.service` so that the pure parts (settings, inference, validation) can be
 used and tested without it.
 """
+
+__version__ = "0.1.0"  # pyproject.toml's version (tests/test_http_api.py keeps them equal)

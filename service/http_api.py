@@ -1,31 +1,48 @@
-"""The HTTP contract of docs/api.md as a Starlette app that the BentoML service mounts.
+"""The HTTP contract of docs/api.md as a FastAPI app that the BentoML service mounts at ``/``.
 
-BentoML's own API layer answers malformed input with its own error shapes (and a 500
-for an unreadable image), so the public endpoints parse the raw request themselves and
-answer every client mistake with ``{"error": reason, "detail": ...}`` and a 4xx. Model
-work goes back to the service (:class:`Backend`), whose micro-batchers (service/batching.py)
-merge concurrent requests; a full queue answers 503 ``overloaded`` with ``Retry-After``.
+    app = create_app()         # in the service: routes reach bentoml.get_current_service()
+    app = create_app(backend)  # in tests: any object with the Backend protocol
+
+Routes: ``POST /classify`` (multipart form or a raw image body), ``POST /classify_batch``
+(JSON), ``POST /classify_npy`` (multipart .npy), ``GET /models``, the Open Inference
+Protocol under ``/v2`` (service/v2.py), and ``GET /docs.json``, the OpenAPI document that
+BentoML's Swagger UI at ``/`` reads (service/api_spec.py). Model work goes to the backend,
+whose micro-batchers (service/batching.py) merge concurrent requests.
+
+Every client mistake is answered ``{"error": reason, "detail": ...}`` with a 4xx, including
+what FastAPI and Starlette would answer in their own shape (404, 405, 422); under ``/v2``
+the protocol's ``{"error": message}``.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any
 
 import anyio
 import numpy as np
-from starlette.applications import Starlette
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from fmnist.dataset import CLASS_NAMES
-from service.batching import Overloaded
-from service.metrics import service_metrics
-from service.settings import ServiceSettings
+from service import api_spec, v2
+from service.endpoints import (
+    Backend,
+    BackendSource,
+    DirectRoute,
+    backend_source,
+    contract_error,
+    guarded,
+    media_type,
+    read_body,
+    v2_error,
+)
+from service.schemas import IMAGE_TYPES, BatchAnswer, ClassifyAnswer, ModelListing
 from service.validation import (
     InputError,
     decode_image,
@@ -38,73 +55,24 @@ from service.validation import (
 log = logging.getLogger(__name__)
 
 INLINE_DECODE_BYTES = 64 * 1024  # larger images are decoded off the event loop
-
-
-class Backend(Protocol):
-    """What the routes need from the running service instance."""
-
-    settings: ServiceSettings
-    served_models: tuple[str, ...]  # what a request may name; unknown_model lists them
-    default_model: str  # what a request that names no model gets
-    worker: str  # this worker's index (the label of fmnist_worker_requests_total)
-
-    async def classify_one(self, model: str, pixels: np.ndarray) -> np.ndarray: ...
-
-    async def classify_many(self, model: str, pixels: np.ndarray) -> np.ndarray: ...
-
-    def model_listing(self) -> dict[str, Any]: ...
-
-
-def _backend() -> Backend:
-    import bentoml
-
-    return bentoml.get_current_service()
-
-
-def error_response(
-    status: int, reason: str, detail: str, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    return JSONResponse({"error": reason, "detail": detail}, status_code=status, headers=headers)
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise InputError(
-            413,
-            "body_too_large",
-            f"the body is {int(declared):,} bytes; at most {limit:,} are accepted",
-        )
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise InputError(
-                413,
-                "body_too_large",
-                f"the body is over {limit:,} bytes; at most {limit:,} are accepted",
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _media_type(request: Request) -> str:
-    return request.headers.get("content-type", "").split(";")[0].strip().lower()
-
-
-def _require_media_type(request: Request, expected: str, what: str) -> None:
-    got = _media_type(request) or "none"
-    if got != expected:
-        raise InputError(
-            415, "wrong_content_type", f"content type is {got}; expected {expected} ({what})"
-        )
+# A raw body on /classify: the image types, and octet-stream (the format is read from the
+# bytes either way).
+RAW_IMAGE_TYPES = frozenset({*IMAGE_TYPES, "image/jpg", "application/octet-stream"})
+FORM_FIELDS_LIMIT = 16
+# FastAPI's own OpenTelemetry instrumentation (recent versions) would trace every request
+# through BentoML's tracer provider; BentoML's tracing (FMNIST_TRACING) is the one in use.
+NO_TELEMETRY: dict[str, Any] = {
+    "tracing": False,
+    "metrics": False,
+    "logs": False,
+    "operation_spans": False,
+}
+HTTP_REASONS = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
 
 
 async def read_form(request: Request, limit: int, file_field: str) -> tuple[bytes, dict[str, str]]:
     """A multipart body (size-checked first) → the named file's bytes and the text fields."""
     what = f"a multipart form with a file field {file_field!r}"
-    _require_media_type(request, "multipart/form-data", what)
     body = await read_body(request, limit)
     if not body:
         raise InputError(400, "empty_body", f"the request body is empty; expected {what}")
@@ -113,23 +81,42 @@ async def read_form(request: Request, limit: int, file_field: str) -> tuple[byte
         return {"type": "http.request", "body": body, "more_body": False}
 
     try:
-        form = await Request(request.scope, replay).form(max_files=2, max_fields=16)
+        form = await Request(request.scope, replay).form(max_files=2, max_fields=FORM_FIELDS_LIMIT)
     except HTTPException as exc:
         raise InputError(
             400, "invalid_form", f"the multipart body is malformed ({exc.detail}); expected {what}"
         ) from exc
-    upload = form.get(file_field)
-    if not isinstance(upload, UploadFile):
-        got = "a text field" if upload is not None else "no such field"
-        raise InputError(
-            400,
-            "missing_field",
-            f"{file_field!r} is missing or not a file ({got}); expected {what}",
-        )
-    data = await upload.read()
-    fields = {k: v for k, v in form.items() if isinstance(v, str)}
-    await form.close()
+    try:
+        upload = form.get(file_field)
+        if not isinstance(upload, UploadFile):
+            got = "a text field" if upload is not None else "no such field"
+            raise InputError(
+                400,
+                "missing_field",
+                f"{file_field!r} is missing or not a file ({got}); expected {what}",
+            )
+        data = await upload.read()
+        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    finally:
+        await form.close()  # the uploads' spooled files, on every path
     return data, fields
+
+
+def _require_form(request: Request, file_field: str) -> None:
+    got = media_type(request) or "none"
+    if got != "multipart/form-data":
+        raise InputError(
+            415,
+            "wrong_content_type",
+            f"content type is {got}; expected multipart/form-data with a file field {file_field!r}",
+        )
+
+
+def _option(fields: dict[str, str], request: Request, name: str) -> str | None:
+    """A form field, else the query parameter of that name."""
+    if name in fields:
+        return fields[name]
+    return request.query_params.get(name) if request.scope.get("query_string") else None
 
 
 def single_answer(model: str, probabilities: np.ndarray) -> dict[str, Any]:
@@ -155,40 +142,26 @@ def batch_answer(model: str, probabilities: np.ndarray) -> dict[str, Any]:
     }
 
 
-Handler = Callable[[Request, Backend], Awaitable[dict[str, Any]]]
-
-
-def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-    """Run a handler; InputError → its 4xx (counted by reason), anything else → JSON 500."""
-
-    async def run(request: Request) -> Response:
-        backend = _backend()
-        metrics = service_metrics()
-        metrics.worker_requests.labels(backend.worker).inc()
-        try:
-            return JSONResponse(await handler(request, backend))
-        except InputError as exc:
-            metrics.reject(exc.reason)
-            return error_response(exc.status, exc.reason, exc.detail)
-        except Overloaded as exc:
-            metrics.shed.labels(exc.model).inc()
-            return error_response(
-                503, "overloaded", str(exc), {"Retry-After": str(exc.retry_after_s)}
-            )
-        except Exception:
-            log.exception("unexpected error on %s", request.url.path)
-            return error_response(
-                500, "internal_error", "unexpected server error; see the server log"
-            )
-
-    return run
-
-
 async def classify(request: Request, backend: Backend) -> dict[str, Any]:
-    settings = backend.settings
-    data, fields = await read_form(request, settings.max_body_bytes, "image")
-    model = resolve_model(fields.get("model"), backend.default_model, backend.served_models)
-    invert = parse_bool("invert", fields.get("invert"))
+    """One image: a multipart form (`image`, `model`, `invert`) or a raw image body
+    (`Content-Type: image/png|jpeg|webp|bmp`, `model` and `invert` as query parameters)."""
+    limit = backend.settings.max_body_bytes
+    kind = media_type(request)
+    if kind == "multipart/form-data":
+        data, fields = await read_form(request, limit, "image")
+    elif kind in RAW_IMAGE_TYPES:
+        data, fields = await read_body(request, limit), {}
+    else:
+        raise InputError(
+            415,
+            "wrong_content_type",
+            f"content type is {kind or 'none'}; expected multipart/form-data with a file field "
+            f"'image', or a raw image body ({', '.join(IMAGE_TYPES)})",
+        )
+    model = resolve_model(
+        _option(fields, request, "model"), backend.default_model, backend.served_models
+    )
+    invert = parse_bool("invert", _option(fields, request, "invert"))
     if len(data) <= INLINE_DECODE_BYTES:
         pixels = decode_image(data, invert)
     else:
@@ -197,8 +170,16 @@ async def classify(request: Request, backend: Backend) -> dict[str, Any]:
 
 
 async def classify_batch(request: Request, backend: Backend) -> dict[str, Any]:
+    """A batch of images as JSON `{"pixels": [N][28][28], "model": optional}`."""
     settings = backend.settings
-    _require_media_type(request, "application/json", 'a JSON body {"pixels": [N][28][28]}')
+    got = media_type(request) or "none"
+    if got != "application/json":
+        raise InputError(
+            415,
+            "wrong_content_type",
+            f'content type is {got}; expected application/json (a JSON body {{"pixels": '
+            "[N][28][28]}})",
+        )
     body = await read_body(request, settings.max_body_bytes)
     pixels, raw_model = await anyio.to_thread.run_sync(
         pixels_from_json, body, settings.max_batch_size
@@ -208,23 +189,106 @@ async def classify_batch(request: Request, backend: Backend) -> dict[str, Any]:
 
 
 async def classify_npy(request: Request, backend: Backend) -> dict[str, Any]:
+    """A batch of images as a multipart form: `array` (a .npy of uint8 [N, 28, 28]), `model`."""
     settings = backend.settings
+    _require_form(request, "array")
     data, fields = await read_form(request, settings.max_body_bytes, "array")
-    model = resolve_model(fields.get("model"), backend.default_model, backend.served_models)
+    model = resolve_model(
+        _option(fields, request, "model"), backend.default_model, backend.served_models
+    )
     pixels = pixels_from_npy(data, settings.max_batch_size)
     return batch_answer(model, await backend.classify_many(model, pixels))
 
 
 async def list_models(request: Request, backend: Backend) -> dict[str, Any]:
+    """Exactly the served models, with their ONNX file's facts."""
     return backend.model_listing()
 
 
-def create_app() -> Starlette:
-    return Starlette(
-        routes=[
-            Route("/classify", endpoint(classify), methods=["POST"]),
-            Route("/classify_batch", endpoint(classify_batch), methods=["POST"]),
-            Route("/classify_npy", endpoint(classify_npy), methods=["POST"]),
-            Route("/models", endpoint(list_models), methods=["GET"]),
+def _error_mapping(app: FastAPI) -> None:
+    """FastAPI's and Starlette's own failures in the contract's shapes."""
+
+    def render(request: Request) -> Any:
+        return v2_error if request.url.path.startswith(v2.PREFIX) else contract_error
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        reason = HTTP_REASONS.get(exc.status_code, "http_error")
+        detail = f"{request.method} {request.url.path}: {exc.detail}"
+        if exc.status_code == 405:
+            allowed = (exc.headers or {}).get("Allow", "")
+            detail = f"{request.url.path} does not accept {request.method} (expected {allowed})"
+        return render(request)(exc.status_code, reason, detail, exc.headers)
+
+    async def validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        parts = [
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}"
+            for e in exc.errors()
         ]
+        return render(request)(422, "validation_error", "; ".join(parts) or "invalid request")
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+        return render(request)(500, "internal_error", "unexpected server error; see the server log")
+
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(Exception, server_error)
+
+
+def create_app(backend: Backend | None = None) -> FastAPI:
+    """The public API; ``backend`` defaults to this worker's BentoML service instance."""
+    backend_of: BackendSource = backend_source(backend)
+    options: dict[str, Any] = {}
+    if "telemetry" in inspect.signature(FastAPI).parameters:  # FastAPI's native OpenTelemetry
+        options["telemetry"] = NO_TELEMETRY
+    app = FastAPI(
+        title=api_spec.TITLE,
+        version=api_spec.package_version(),
+        openapi_url=None,  # /docs.json below is the document (BentoML's page reads it)
+        docs_url=None,
+        redoc_url=None,
+        **options,
     )
+    app.router.route_class = DirectRoute
+    _error_mapping(app)
+    errors = api_spec.error_responses
+    for path, handler, answer, doc in (
+        ("/classify", classify, ClassifyAnswer, api_spec.CLASSIFY_DOC),
+        ("/classify_batch", classify_batch, BatchAnswer, api_spec.CLASSIFY_BATCH_DOC),
+        ("/classify_npy", classify_npy, BatchAnswer, api_spec.CLASSIFY_NPY_DOC),
+    ):
+        app.add_api_route(
+            path,
+            guarded(handler, backend_of),
+            methods=["POST"],
+            operation_id=handler.__name__,
+            summary=doc.summary,
+            description=inspect.cleandoc(handler.__doc__ or ""),
+            tags=[api_spec.TAG_API],
+            response_model=None,
+            responses={200: {"model": answer}, **errors(400, 404, 413, 415, 503)},
+            openapi_extra=doc.extra,
+        )
+    app.add_api_route(
+        "/models",
+        guarded(list_models, backend_of),
+        methods=["GET"],
+        operation_id="list_models",
+        summary="The served models",
+        description=list_models.__doc__,
+        tags=[api_spec.TAG_API],
+        response_model=None,
+        responses={200: {"model": ModelListing}},
+    )
+    v2.add_routes(app, backend_of, guarded)
+    spec: list[dict[str, Any]] = []
+
+    async def openapi_document(request: Request) -> Response:
+        if not spec:
+            spec.append(api_spec.build_spec(app, backend_of().model_listing()))
+        return JSONResponse(spec[0])
+
+    app.add_api_route("/docs.json", openapi_document, methods=["GET"], include_in_schema=False)
+    return app

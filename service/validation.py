@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 import warnings
 from typing import Any
 
@@ -19,6 +20,17 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 IMAGE_FORMATS = frozenset({"PNG", "JPEG", "WEBP", "BMP"})
 MAX_IMAGE_PIXELS = 50_000_000  # decompression-bomb guard (50 MP)
 SIDE = 28
+
+
+OBJECT_REPR = re.compile(r"\s*<[^<>]* at 0x[0-9a-fA-F]+>")
+
+
+def describe(exc: BaseException) -> str:
+    """An exception for a person: its type and message, without object reprs."""
+    if isinstance(exc, UnidentifiedImageError):
+        return "not an image format Pillow knows"
+    message = OBJECT_REPR.sub("", str(exc)).strip()
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 class InputError(ValueError):
@@ -105,11 +117,13 @@ def decode_image(data: bytes, invert: bool = False) -> np.ndarray:
             "image_too_large",
             f"image is too large ({exc}); expected at most {MAX_IMAGE_PIXELS:,} pixels",
         ) from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001
+        # Pillow's decoders answer hostile bytes with many exception types (OSError,
+        # SyntaxError, ValueError, struct.error, IndexError, ...): all mean "not readable".
         raise InputError(
             400,
             "corrupt_image",
-            f"the file is not a readable image ({type(exc).__name__}: {exc}); "
+            f"the file is not a readable image ({describe(exc)}); "
             "expected PNG, JPEG, WebP or BMP bytes",
         ) from exc
     if invert:
@@ -165,20 +179,31 @@ def _reject_constant(token: str) -> float:
     raise InputError(400, "not_a_number", f"JSON holds {token} (expected numbers 0-255)")
 
 
-def pixels_from_json(body: bytes, max_batch: int) -> tuple[np.ndarray, Any]:
-    """``{"pixels": [N][28][28], "model": optional}`` → (float32 (N, 28, 28), model)."""
+def load_json(body: bytes, expected: str) -> Any:
+    """A JSON document, or an InputError that says what was wrong and shows ``expected``.
+
+    NaN and Infinity tokens are refused (``not_a_number``); so is nesting deeper than the
+    parser's recursion limit (``invalid_json``), which ``json`` reports as RecursionError.
+    """
     if not body.strip():
-        raise InputError(
-            400, "empty_body", 'the request body is empty (expected JSON {"pixels": [N][28][28]})'
-        )
+        raise InputError(400, "empty_body", f"the request body is empty (expected JSON {expected})")
     try:
-        doc = json.loads(body, parse_constant=_reject_constant)
+        return json.loads(body, parse_constant=_reject_constant)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(
+            400, "invalid_json", f"the body is not valid JSON ({exc}); expected {expected}"
+        ) from exc
+    except RecursionError as exc:
         raise InputError(
             400,
             "invalid_json",
-            f'the body is not valid JSON ({exc}); expected {{"pixels": [N][28][28]}}',
+            f"the body is JSON nested too deeply to read; expected {expected}",
         ) from exc
+
+
+def pixels_from_json(body: bytes, max_batch: int) -> tuple[np.ndarray, Any]:
+    """``{"pixels": [N][28][28], "model": optional}`` → (float32 (N, 28, 28), model)."""
+    doc = load_json(body, '{"pixels": [N][28][28]}')
     if not isinstance(doc, dict) or "pixels" not in doc:
         raise InputError(
             400,

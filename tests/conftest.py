@@ -120,6 +120,116 @@ def onnx_models_three(
     return paths
 
 
+# -- the HTTP layer in-process: a stub backend behind create_app, through httpx ----------
+
+
+class StubBackend:
+    """The Backend protocol of service/endpoints.py without models or batchers.
+
+    Answers with one-hot-ish probabilities whose top class is ``int(mean pixel) % 10``, so
+    a test can tell which pixels reached the model; ``raises`` makes the next model calls
+    fail with that exception; ``calls`` records (method, model, pixels).
+    """
+
+    def __init__(self, max_batch_size: int = 8, max_body_bytes: int = 200_000) -> None:
+        from service.metrics import service_metrics
+        from service.settings import ServiceSettings
+
+        self.settings = ServiceSettings.model_validate(
+            {"max_batch_size": max_batch_size, "max_body_bytes": max_body_bytes}
+        )
+        self.served_models = ("baseline", "deeper")
+        self.default_model = "baseline"
+        self.worker = "0"
+        self.metrics = service_metrics()
+        self.ready = True
+        self.raises: BaseException | None = None
+        self.calls: list[tuple[str, str, np.ndarray]] = []
+
+    def _answer(self, model: str, pixels: np.ndarray) -> np.ndarray:
+        if self.raises is not None:
+            raise self.raises
+        top = pixels.reshape(len(pixels), -1).mean(axis=1).astype(int) % 10
+        probs = np.full((len(pixels), 10), 0.02, dtype=np.float32)
+        probs[np.arange(len(pixels)), top] = 0.82
+        return probs
+
+    async def classify_one(self, model: str, pixels: np.ndarray) -> np.ndarray:
+        self.calls.append(("one", model, pixels))
+        return self._answer(model, pixels[None])[0]
+
+    async def classify_many(self, model: str, pixels: np.ndarray) -> np.ndarray:
+        self.calls.append(("many", model, pixels))
+        return self._answer(model, pixels)
+
+    def model_listing(self) -> dict[str, Any]:
+        return {
+            "default": self.default_model,
+            "models": [
+                {
+                    "name": name,
+                    "parameters": 1000 + i,
+                    "test_accuracy": 0.9,
+                    "val_accuracy": 0.91,
+                    "sha256": hashlib.sha256(name.encode()).hexdigest(),
+                    "opset": 18,
+                    "input": {
+                        "name": "pixels",
+                        "dtype": "float32",
+                        "shape": ["N", 1, 28, 28],
+                        "range": [0, 255],
+                        "description": "raw pixels 0-255",
+                    },
+                    "metadata": {"model_name": name, "class_names": list(CLASS_NAMES)},
+                    "providers": ["CPUExecutionProvider"],
+                }
+                for i, name in enumerate(self.served_models)
+            ],
+        }
+
+    def __is_ready__(self) -> bool:
+        return self.ready
+
+
+class ApiClient:
+    """Requests to ``create_app(backend)`` through ``httpx.ASGITransport``: no server."""
+
+    def __init__(self, backend: StubBackend) -> None:
+        from service.http_api import create_app
+
+        self.backend = backend
+        self.app = create_app(backend)
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        import asyncio
+
+        import httpx
+
+        async def send() -> httpx.Response:
+            transport = httpx.ASGITransport(app=self.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+                return await client.request(method, path, **kwargs)
+
+        return asyncio.run(send())
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> Any:
+        return self.request("POST", path, **kwargs)
+
+
+@pytest.fixture
+def stub_backend() -> StubBackend:
+    return StubBackend()
+
+
+@pytest.fixture
+def api(stub_backend: StubBackend) -> ApiClient:
+    """The app over a stub backend (max 8 images per batch, 200,000-byte bodies)."""
+    return ApiClient(stub_backend)
+
+
 # -- evaluation: a fake classification service over real HTTP --------------------------
 # A threaded http.server speaking docs/api.md (GET /models, POST /classify_npy, the
 # contract's answers and error bodies), answering with onnxruntime from ``onnx_models``.

@@ -1,0 +1,584 @@
+"""The HTTP layer in-process: create_app over a stub backend, through httpx.ASGITransport.
+
+Routes, limits, the error mapping (the contract's body for every 4xx, FastAPI's own 404,
+405 and 422 included), the raw image body on /classify, the answers against their
+pydantic models and the OpenAPI document. tests/test_service_server.py keeps what only a
+real server shows; tests/test_v2.py covers the Open Inference Protocol.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fmnist.dataset import CLASS_NAMES
+from service import __version__
+from service.batching import Overloaded
+from service.schemas import (
+    EXAMPLE_IMAGE,
+    BatchAnswer,
+    BatchRequest,
+    ClassifyAnswer,
+    ErrorBody,
+    ModelListing,
+)
+from service.validation import decode_image, pixels_from_json
+from tests.conftest import ApiClient, StubBackend
+
+REPO = Path(__file__).resolve().parent.parent
+MAX_BATCH = 8
+MAX_BODY = 200_000
+
+
+def encode(array: np.ndarray, fmt: str = "PNG") -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array.astype(np.uint8)).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def npy(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
+
+
+GRADIENT = np.tile(np.arange(28, dtype=np.uint8) * 9, (28, 1))
+GOOD_IMAGE = encode(GRADIENT)
+NOISY_IMAGE = encode(np.random.default_rng(7).integers(0, 256, (64, 64)))
+ONE = np.zeros((28, 28), dtype=int).tolist()
+
+
+def gif() -> bytes:
+    buf = io.BytesIO()
+    Image.new("L", (28, 28)).save(buf, format="GIF")
+    return buf.getvalue()
+
+
+def error_of(resp: Any) -> tuple[int, str, str]:
+    body = ErrorBody.model_validate(resp.json())
+    return resp.status_code, body.error, body.detail
+
+
+# --- /classify: the multipart form and the raw image body ------------------------------
+
+
+def test_classify_multipart(api: ApiClient, stub_backend: StubBackend) -> None:
+    resp = api.post(
+        "/classify",
+        files={"image": ("x.png", GOOD_IMAGE, "image/png")},
+        data={"model": "deeper", "invert": "true"},
+    )
+    assert resp.status_code == 200, resp.text
+    answer = ClassifyAnswer.model_validate(resp.json())
+    method, model, pixels = stub_backend.calls[-1]
+    assert (method, model) == ("one", "deeper")
+    np.testing.assert_array_equal(pixels, decode_image(GOOD_IMAGE, invert=True))
+    assert answer.model == "deeper" and list(answer.probabilities) == list(CLASS_NAMES)
+    assert answer.class_index == int(pixels.mean()) % 10
+    assert answer.class_name == CLASS_NAMES[answer.class_index]
+    assert answer.confidence == max(answer.probabilities.values())
+
+
+@pytest.mark.parametrize(
+    ("fmt", "content_type"),
+    [
+        ("PNG", "image/png"),
+        ("JPEG", "image/jpeg"),
+        ("WEBP", "image/webp"),
+        ("BMP", "image/bmp"),
+        ("PNG", "application/octet-stream"),
+    ],
+)
+def test_classify_raw_image_body(
+    api: ApiClient, stub_backend: StubBackend, fmt: str, content_type: str
+) -> None:
+    data = encode(GRADIENT, fmt)
+    resp = api.post(
+        "/classify?model=deeper&invert=1", content=data, headers={"content-type": content_type}
+    )
+    assert resp.status_code == 200, resp.text
+    assert ClassifyAnswer.model_validate(resp.json()).model == "deeper"
+    np.testing.assert_array_equal(stub_backend.calls[-1][2], decode_image(data, invert=True))
+
+
+def test_raw_body_defaults_and_same_answer_as_the_form(api: ApiClient) -> None:
+    raw = api.post("/classify", content=GOOD_IMAGE, headers={"content-type": "image/png"})
+    form = api.post("/classify", files={"image": ("x.png", GOOD_IMAGE, "image/png")})
+    assert raw.status_code == form.status_code == 200
+    assert raw.json() == form.json() and raw.json()["model"] == "baseline"
+
+
+def test_form_field_wins_over_query_parameter(api: ApiClient, stub_backend: StubBackend) -> None:
+    resp = api.post(
+        "/classify?model=baseline",
+        files={"image": ("x.png", GOOD_IMAGE, "image/png")},
+        data={"model": "deeper"},
+    )
+    assert resp.json()["model"] == "deeper"
+    resp = api.post("/classify?model=deeper", files={"image": ("x.png", GOOD_IMAGE, "image/png")})
+    assert resp.json()["model"] == "deeper"
+
+
+def test_large_image_is_decoded_off_the_event_loop(api: ApiClient) -> None:
+    big = encode(np.random.default_rng(1).integers(0, 256, (400, 300)))
+    assert len(big) > 64 * 1024
+    resp = api.post("/classify", content=big, headers={"content-type": "image/png"})
+    assert resp.status_code == 200, resp.text
+
+
+# --- the batch endpoints and /models ---------------------------------------------------
+
+
+def test_classify_batch_and_npy(api: ApiClient, stub_backend: StubBackend) -> None:
+    images = np.random.default_rng(0).integers(0, 256, (3, 28, 28), dtype=np.uint8)
+    by_json = api.post("/classify_batch", json={"pixels": images.tolist(), "model": "deeper"})
+    by_npy = api.post(
+        "/classify_npy", files={"array": ("a.npy", npy(images), "x")}, data={"model": "deeper"}
+    )
+    for resp in (by_json, by_npy):
+        assert resp.status_code == 200, resp.text
+        answer = BatchAnswer.model_validate(resp.json())
+        assert answer.model == "deeper" and answer.count == 3
+        assert answer.class_names == list(CLASS_NAMES)
+        assert answer.class_index == [int(m) % 10 for m in images.reshape(3, -1).mean(axis=1)]
+        np.testing.assert_array_equal(stub_backend.calls[-1][2], images)
+        assert stub_backend.calls[-1][:2] == ("many", "deeper")
+
+
+def test_models_listing(api: ApiClient, stub_backend: StubBackend) -> None:
+    resp = api.get("/models")
+    assert resp.status_code == 200
+    assert resp.json() == stub_backend.model_listing()
+    ModelListing.model_validate(resp.json())
+
+
+# --- every client mistake: the contract's body and status --------------------------------
+
+# (name, path, httpx kwargs, status, reason, words the detail must contain)
+BAD_INPUTS: list[tuple[str, str, dict[str, Any], int, str, str]] = [
+    (
+        "corrupt image",
+        "/classify",
+        {"files": {"image": ("x.png", NOISY_IMAGE[: len(NOISY_IMAGE) // 2], "image/png")}},
+        400,
+        "corrupt_image",
+        "PNG, JPEG, WebP or BMP",
+    ),
+    (
+        "non-image bytes",
+        "/classify",
+        {"files": {"image": ("x.png", b"hello world", "image/png")}},
+        400,
+        "corrupt_image",
+        "not a readable image",
+    ),
+    (
+        "non-image raw body",
+        "/classify",
+        {"content": b"hello world", "headers": {"content-type": "image/png"}},
+        400,
+        "corrupt_image",
+        "not a readable image",
+    ),
+    (
+        "empty image file",
+        "/classify",
+        {"files": {"image": ("x.png", b"", "image/png")}},
+        400,
+        "empty_body",
+        "empty",
+    ),
+    (
+        "empty raw body",
+        "/classify",
+        {"content": b"", "headers": {"content-type": "image/jpeg"}},
+        400,
+        "empty_body",
+        "empty",
+    ),
+    (
+        "empty body",
+        "/classify",
+        {"content": b"", "headers": {"content-type": "multipart/form-data; boundary=x"}},
+        400,
+        "empty_body",
+        "empty",
+    ),
+    (
+        "malformed multipart",
+        "/classify",
+        {"content": b"garbage", "headers": {"content-type": "multipart/form-data"}},
+        400,
+        "invalid_form",
+        "multipart",
+    ),
+    (
+        "gif image",
+        "/classify",
+        {"files": {"image": ("x.gif", gif(), "image/gif")}},
+        415,
+        "unsupported_image_format",
+        "GIF",
+    ),
+    (
+        "gif raw body",
+        "/classify",
+        {"content": gif(), "headers": {"content-type": "image/png"}},
+        415,
+        "unsupported_image_format",
+        "GIF",
+    ),
+    (
+        "no image field",
+        "/classify",
+        {"files": {"picture": ("x.png", GOOD_IMAGE, "image/png")}},
+        400,
+        "missing_field",
+        "'image'",
+    ),
+    (
+        "image as a text field",
+        "/classify",
+        {"files": {"x": ("x.png", b"", "image/png")}, "data": {"image": "not a file"}},
+        400,
+        "missing_field",
+        "a text field",
+    ),
+    (
+        "wrong content type /classify",
+        "/classify",
+        {"json": {"image": "x"}},
+        415,
+        "wrong_content_type",
+        "multipart/form-data",
+    ),
+    (
+        "no content type /classify",
+        "/classify",
+        {"content": GOOD_IMAGE},
+        415,
+        "wrong_content_type",
+        "image/png",
+    ),
+    (
+        "wrong content type /classify_batch",
+        "/classify_batch",
+        {"content": b"pixels", "headers": {"content-type": "text/plain"}},
+        415,
+        "wrong_content_type",
+        "application/json",
+    ),
+    (
+        "wrong content type /classify_npy",
+        "/classify_npy",
+        {"content": npy(np.zeros((1, 28, 28), np.uint8))},
+        415,
+        "wrong_content_type",
+        "'array'",
+    ),
+    (
+        "empty JSON body",
+        "/classify_batch",
+        {"content": b"", "headers": {"content-type": "application/json"}},
+        400,
+        "empty_body",
+        "empty",
+    ),
+    (
+        "invalid JSON",
+        "/classify_batch",
+        {"content": b"{oops", "headers": {"content-type": "application/json"}},
+        400,
+        "invalid_json",
+        "not valid JSON",
+    ),
+    (
+        "wrong shape",
+        "/classify_batch",
+        {"json": {"pixels": [[[0] * 27] * 28]}},
+        400,
+        "wrong_shape",
+        "[N, 28, 28]",
+    ),
+    (
+        "single image not in a list",
+        "/classify_batch",
+        {"json": {"pixels": ONE}},
+        400,
+        "wrong_shape",
+        "wrap a single image",
+    ),
+    (
+        "out of range",
+        "/classify_batch",
+        {"json": {"pixels": [[[300] * 28] * 28]}},
+        400,
+        "out_of_range",
+        "0-255",
+    ),
+    (
+        "non-numbers",
+        "/classify_batch",
+        {"json": {"pixels": [[["x"] * 28] * 28]}},
+        400,
+        "not_a_number",
+        "numbers 0-255",
+    ),
+    (
+        "NaN",
+        "/classify_batch",
+        {"content": b'{"pixels": [[[NaN]]]}', "headers": {"content-type": "application/json"}},
+        400,
+        "not_a_number",
+        "NaN",
+    ),
+    ("empty batch", "/classify_batch", {"json": {"pixels": []}}, 400, "empty_batch", "N >= 1"),
+    (
+        "batch over limit (JSON)",
+        "/classify_batch",
+        {"json": {"pixels": [ONE] * (MAX_BATCH + 1)}},
+        413,
+        "batch_too_large",
+        f"at most {MAX_BATCH}",
+    ),
+    (
+        "batch over limit (npy)",
+        "/classify_npy",
+        {"files": {"array": ("a.npy", npy(np.zeros((MAX_BATCH + 1, 28, 28), np.uint8)), "x")}},
+        413,
+        "batch_too_large",
+        f"at most {MAX_BATCH}",
+    ),
+    (
+        "body over limit",
+        "/classify",
+        {"files": {"image": ("x.png", b"\0" * (MAX_BODY + 1), "image/png")}},
+        413,
+        "body_too_large",
+        f"at most {MAX_BODY:,}",
+    ),
+    (
+        "raw body over limit",
+        "/classify",
+        {"content": b"\0" * (MAX_BODY + 1), "headers": {"content-type": "image/png"}},
+        413,
+        "body_too_large",
+        f"at most {MAX_BODY:,}",
+    ),
+    (
+        "npy wrong dtype",
+        "/classify_npy",
+        {"files": {"array": ("a.npy", npy(np.zeros((1, 28, 28), np.float64)), "x")}},
+        400,
+        "wrong_dtype",
+        "uint8",
+    ),
+    (
+        "npy corrupt",
+        "/classify_npy",
+        {"files": {"array": ("a.npy", b"\x93NUMPYxx", "x")}},
+        400,
+        "invalid_npy",
+        ".npy",
+    ),
+    (
+        "unknown model /classify",
+        "/classify",
+        {"files": {"image": ("x.png", GOOD_IMAGE, "image/png")}, "data": {"model": "resnet"}},
+        404,
+        "unknown_model",
+        "baseline, deeper",
+    ),
+    (
+        "unknown model in the query",
+        "/classify?model=resnet",
+        {"content": GOOD_IMAGE, "headers": {"content-type": "image/png"}},
+        404,
+        "unknown_model",
+        "baseline, deeper",
+    ),
+    (
+        "unknown model /classify_batch",
+        "/classify_batch",
+        {"json": {"pixels": [ONE], "model": "resnet"}},
+        404,
+        "unknown_model",
+        "baseline, deeper",
+    ),
+    (
+        "unknown model /classify_npy",
+        "/classify_npy",
+        {
+            "files": {"array": ("a.npy", npy(np.zeros((1, 28, 28), np.uint8)), "x")},
+            "data": {"model": "vgg"},
+        },
+        404,
+        "unknown_model",
+        "baseline, deeper",
+    ),
+    (
+        "bad invert flag",
+        "/classify",
+        {"files": {"image": ("x.png", GOOD_IMAGE, "image/png")}, "data": {"invert": "maybe"}},
+        400,
+        "invalid_option",
+        "true or false",
+    ),
+    (
+        "bad invert query parameter",
+        "/classify?invert=perhaps",
+        {"content": GOOD_IMAGE, "headers": {"content-type": "image/png"}},
+        400,
+        "invalid_option",
+        "true or false",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "kwargs", "status", "reason", "words"),
+    [case[1:] for case in BAD_INPUTS],
+    ids=[case[0] for case in BAD_INPUTS],
+)
+def test_bad_input_gets_its_4xx(
+    api: ApiClient, path: str, kwargs: dict[str, Any], status: int, reason: str, words: str
+) -> None:
+    before = api.backend.metrics.rejected.labels(reason)._value.get()
+    resp = api.post(path, **kwargs)
+    got_status, got_reason, detail = error_of(resp)
+    assert (got_status, got_reason) == (status, reason), resp.text
+    assert words in detail
+    assert not re.search(r"<[^<>]+ at 0x[0-9a-f]+>", detail), "an object repr in the detail"
+    assert api.backend.metrics.rejected.labels(reason)._value.get() == before + 1
+    assert not api.backend.calls, "a bad request reached the model"
+
+
+def test_frameworks_own_failures_in_the_contract_shape(api: ApiClient) -> None:
+    assert error_of(api.get("/classify")) == (
+        405,
+        "method_not_allowed",
+        "/classify does not accept GET (expected POST)",
+    )
+    assert api.get("/classify").headers["allow"] == "POST"
+    status, reason, detail = error_of(api.get("/no/such/path"))
+    assert (status, reason) == (404, "not_found") and "/no/such/path" in detail
+    # 422: a validating FastAPI route (the app's own routes parse their input themselves).
+    from fastapi.routing import APIRoute
+
+    def typed(n: int) -> dict[str, int]:
+        return {"n": n}
+
+    api.app.router.routes.append(APIRoute("/typed", typed))
+    status, reason, detail = error_of(api.get("/typed", params={"n": "x"}))
+    assert (status, reason) == (422, "validation_error")
+    assert detail.startswith("query.n: ")
+
+
+def test_overloaded_is_503_with_retry_after(api: ApiClient, stub_backend: StubBackend) -> None:
+    stub_backend.raises = Overloaded("baseline", 256, 1)
+    resp = api.post("/classify", files={"image": ("x.png", GOOD_IMAGE, "image/png")})
+    status, reason, detail = error_of(resp)
+    assert (status, reason) == (503, "overloaded") and "retry after 1 s" in detail
+    assert resp.headers["retry-after"] == "1"
+
+
+def test_unexpected_error_is_a_json_500_without_internals(
+    api: ApiClient, stub_backend: StubBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    stub_backend.raises = RuntimeError("secret <object at 0x7f00> state")
+    resp = api.post("/classify_batch", json={"pixels": [ONE]})
+    assert error_of(resp) == (500, "internal_error", "unexpected server error; see the server log")
+    assert "secret" in caplog.text  # logged for the operator, not answered to the client
+
+
+def test_every_request_is_counted_by_worker(api: ApiClient) -> None:
+    counter = api.backend.metrics.worker_requests.labels("0")
+    before = counter._value.get()
+    api.get("/models")
+    api.post("/classify_batch", json={"pixels": []})
+    assert counter._value.get() == before + 2
+
+
+# --- the OpenAPI document ----------------------------------------------------------------
+
+
+def spec_of(api: ApiClient) -> dict[str, Any]:
+    resp = api.get("/docs.json")
+    assert resp.status_code == 200
+    return dict(resp.json())
+
+
+def test_spec_names_the_service_version_and_models(api: ApiClient) -> None:
+    spec = spec_of(api)
+    assert spec["openapi"].startswith("3.1")
+    info = spec["info"]
+    sha = {m["name"]: m["sha256"] for m in api.backend.model_listing()["models"]}
+    assert info["title"] == "Fashion-MNIST classifier"
+    assert info["version"] == (
+        f"{__version__} (baseline {sha['baseline'][:12]}, deeper {sha['deeper'][:12]})"
+    )
+    assert all(s in info["description"] for s in sha.values())
+    assert "BentoML" not in info["description"]
+
+
+def test_package_version_matches_pyproject() -> None:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert __version__ == project["version"]
+
+
+def test_spec_describes_every_request_and_answer(api: ApiClient) -> None:
+    spec = spec_of(api)
+    paths = spec["paths"]
+    classify = paths["/classify"]["post"]
+    kinds = set(classify["requestBody"]["content"])
+    assert kinds == {"multipart/form-data", "image/png", "image/jpeg", "image/webp", "image/bmp"}
+    assert {p["name"] for p in classify["parameters"]} == {"model", "invert"}
+    assert set(paths["/classify_batch"]["post"]["requestBody"]["content"]) == {"application/json"}
+    assert set(paths["/classify_npy"]["post"]["requestBody"]["content"]) == {"multipart/form-data"}
+    schemas = spec["components"]["schemas"]
+    assert schemas["ClassifyForm"]["properties"]["image"]["format"] == "binary"
+    assert schemas["ClassifyForm"]["required"] == ["image"]
+    for path, item in paths.items():
+        for method, op in item.items():
+            assert op.get("operationId"), f"{method} {path} has no operationId"
+            ok = op["responses"]["200"]
+            assert ok.get("content"), f"{method} {path}: no answer schema"
+            for status, answer in op["responses"].items():
+                if status.startswith("4") or status.startswith("5"):
+                    ref = answer["content"]["application/json"]["schema"]["$ref"]
+                    expected = "V2Error" if path.startswith("/v2") else "ErrorBody"
+                    assert ref.endswith("/" + expected), (path, status, ref)
+            if method == "post":
+                assert op["requestBody"]["required"] is True
+
+
+def test_spec_examples_are_accepted(api: ApiClient) -> None:
+    """What Swagger UI's "Try it out" sends from the examples: a 200 from the API."""
+    schemas = spec_of(api)["components"]["schemas"]
+    example = schemas["BatchRequest"]["examples"][0]
+    assert example["pixels"] == [EXAMPLE_IMAGE]
+    pixels, model = pixels_from_json(json.dumps(example).encode(), 1)
+    assert pixels.shape == (1, 28, 28) and model == "baseline"
+    assert api.post("/classify_batch", json=example).status_code == 200
+    for name, model_cls in (
+        ("ClassifyAnswer", ClassifyAnswer),
+        ("BatchAnswer", BatchAnswer),
+        ("ModelListing", ModelListing),
+        ("ErrorBody", ErrorBody),
+        ("BatchRequest", BatchRequest),
+    ):
+        for doc in schemas[name]["examples"]:
+            model_cls.model_validate(doc)
+
+
+def test_no_bentoml_internals_in_the_service() -> None:
+    for path in (REPO / "service").glob("*.py"):
+        assert "bentoml._internal" not in path.read_text(), path
