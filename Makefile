@@ -29,7 +29,7 @@ export: setup  ## export both models to ONNX with the PyTorch parity check
 report: setup  ## training figures and the summary table into docs/results
 	$(PY) -m training.report --artifacts $(ARTIFACTS) --out $(RESULTS)
 
-test: setup  ## the whole test suite, slow tests included (what CI runs)
+test: setup lint typecheck  ## lint, types, then the whole test suite, slow tests included (what CI runs)
 	$(PY) -m pytest -q
 
 test-fast: setup  ## the tests not marked slow
@@ -37,6 +37,17 @@ test-fast: setup  ## the tests not marked slow
 
 lint: setup  ## ruff lint + format check
 	.venv/bin/ruff check . && .venv/bin/ruff format --check .
+
+.PHONY: typecheck mutation
+typecheck: setup  ## mypy on the packages listed in pyproject.toml [tool.mypy] files
+	.venv/bin/mypy
+
+# Not in CI (minutes): mutants of fmnist/ and service/validation.py against the tests that
+# pin them ([tool.mutmut] in pyproject.toml). `.venv/bin/mutmut show NAME` shows a survivor.
+mutation: setup  ## mutation testing of the core and the input validation; prints the score
+	rm -rf mutants && mkdir mutants
+	.venv/bin/mutmut run --max-children 2 > mutants/run.log 2>&1 || { tail -c 3000 mutants/run.log; exit 1; }
+	$(PY) scripts/mutation_score.py
 
 bench-train: setup  ## training images/s: plain loop vs the project's step
 	$(PY) benchmarks/train_throughput.py --compile

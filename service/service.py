@@ -81,6 +81,7 @@ def _startup() -> tuple[ServiceSettings, list[ModelSource], list[str]]:
                 if source.path is not None:
                     OnnxModel(source.name, source.path, 1, 1, providers)
                 else:
+                    assert source.store_tag is not None  # a source is a file or a store model
                     path, _, _ = onnx_path_of(bentoml.models.get(source.store_tag))
                     OnnxModel(source.name, path, 1, 1, providers)
     except STARTUP_ERRORS as exc:
@@ -207,4 +208,7 @@ class FashionMNISTService:
         }
 
 
-FashionMNISTService.add_asgi_middleware(KeepAliveLimit, max_requests=SETTINGS.keepalive_requests)
+# mypy ignores what a class decorator returns (python/mypy#3135): this is a bentoml Service.
+FashionMNISTService.add_asgi_middleware(  # type: ignore[attr-defined]
+    KeepAliveLimit, max_requests=SETTINGS.keepalive_requests
+)

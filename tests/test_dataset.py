@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import logging
 import shutil
 import subprocess
 import sys
@@ -68,7 +69,10 @@ def test_missing_dataset_says_how_to_get_it(tmp_path: Path) -> None:
     (tmp_path / FILES["train_images"][0]).write_bytes(b"")
     with pytest.raises(DatasetError, match="apt-get install dataset-fashion-mnist") as exc:
         find_data_dir(tmp_path)
-    assert "train-labels-idx1-ubyte" in str(exc.value)
+    assert str(exc.value).startswith(
+        f"{tmp_path} lacks train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
+        "t10k-labels-idx1-ubyte; "
+    )
 
 
 def test_truncated_gzip_is_a_dataset_error(synthetic_data_dir: Path, tmp_path: Path) -> None:
@@ -115,7 +119,9 @@ def test_nothing_anywhere_lists_where_it_looked(
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     with pytest.raises(DatasetError, match="not found") as exc:
         find_data_dir()
-    assert str(tmp_path / "debian") in str(exc.value)
+    assert str(exc.value).startswith(
+        f"Fashion-MNIST not found (looked in {tmp_path / 'debian'}, {tmp_path / 'cache'}/fmnist); "
+    )
     assert "apt-get install dataset-fashion-mnist" in str(exc.value)
 
 
@@ -181,9 +187,12 @@ def test_uncompressed_files_are_read_and_preferred(
 
 def test_write_idx_plain_and_gzipped(tmp_path: Path) -> None:
     array = np.arange(6, dtype=np.uint8).reshape(2, 3)
-    plain = write_idx(tmp_path / "deep" / "a-idx2-ubyte", array, compress=False)
-    assert plain == tmp_path / "deep" / "a-idx2-ubyte"
+    plain = write_idx(tmp_path / "a" / "b" / "a-idx2-ubyte", array, compress=False)
+    assert plain == tmp_path / "a" / "b" / "a-idx2-ubyte"
     assert plain.read_bytes() == bytes([0, 0, 8, 2, 0, 0, 0, 2, 0, 0, 0, 3, 0, 1, 2, 3, 4, 5])
+    # Any integer array is written as unsigned bytes, one per value.
+    wide = write_idx(tmp_path / "w-idx2-ubyte", array.astype(np.int64), compress=False)
+    assert wide.read_bytes() == plain.read_bytes()
     gz = write_idx(tmp_path / "b-idx2-ubyte.gz", array)
     assert gz.name == "b-idx2-ubyte.gz"
     assert gzip.decompress(gz.read_bytes()) == plain.read_bytes()
@@ -260,8 +269,9 @@ def test_load_raw_refuses_images_and_labels_that_do_not_match(
     folder = tmp_path / "data"
     shutil.copytree(synthetic_data_dir, folder)
     write_idx(folder / FILES[key][0], array)
-    with pytest.raises(DatasetError, match="do not match"):
+    with pytest.raises(DatasetError) as excinfo:
         load_raw(folder, verify=False)
+    assert str(excinfo.value).endswith("do not match (expected (N, 28, 28) and (N,))")
 
 
 def test_load_test_set_limit_and_dtypes(synthetic_data_dir: Path) -> None:
@@ -280,14 +290,14 @@ class _Answer(io.BytesIO):
 
 
 def test_download_tries_the_next_mirror_and_skips_what_is_there(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     import fmnist.dataset as ds
 
-    asked: list[str] = []
+    asked: list[tuple[str, float]] = []
 
     def urlopen(url: str, timeout: float) -> _Answer:
-        asked.append(url)
+        asked.append((url, timeout))
         if url.startswith(MIRRORS[0]):
             raise OSError("mirror down")
         return _Answer(b"payload of " + url.encode())
@@ -295,13 +305,16 @@ def test_download_tries_the_next_mirror_and_skips_what_is_there(
     monkeypatch.setattr(ds.urllib.request, "urlopen", urlopen)
     dest = tmp_path / "cache"
     dest.mkdir()
-    (dest / "t10k-labels-idx1-ubyte.gz").write_bytes(b"already here")
-    assert ds._download(dest) == dest
-    stems = [stem for stem, _ in FILES.values() if stem != "t10k-labels-idx1-ubyte"]
-    assert asked == [m + s + ".gz" for s in stems for m in MIRRORS]
+    (dest / "train-images-idx3-ubyte.gz").write_bytes(b"already here")  # the first file
+    with caplog.at_level(logging.INFO, logger="fmnist.dataset"):
+        assert ds._download(dest) == dest
+    stems = [stem for stem, _ in FILES.values() if stem != "train-images-idx3-ubyte"]
+    # Every request is bounded in time: a dead mirror cannot hang the download.
+    assert asked == [(m + s + ".gz", 30) for s in stems for m in MIRRORS]
+    assert caplog.messages == [f"downloading {m}{s}.gz" for s in stems for m in MIRRORS]
     for stem in stems:
         assert (dest / f"{stem}.gz").read_bytes() == f"payload of {MIRRORS[1]}{stem}.gz".encode()
-    assert (dest / "t10k-labels-idx1-ubyte.gz").read_bytes() == b"already here"
+    assert (dest / "train-images-idx3-ubyte.gz").read_bytes() == b"already here"
     assert not list(dest.glob("*.part"))
 
 
@@ -315,7 +328,8 @@ def test_download_that_fails_everywhere_says_where(
 
     monkeypatch.setattr(ds.urllib.request, "urlopen", urlopen)
     with pytest.raises(DatasetError) as excinfo:
-        ds._download(tmp_path / "new")
+        ds._download(tmp_path / "new" / "cache")
+    assert (tmp_path / "new" / "cache").is_dir()
     message = str(excinfo.value)
     assert message.startswith("download of train-images-idx3-ubyte failed (")
     assert f"{MIRRORS[0]}: no network; {MIRRORS[1]}: no network" in message
@@ -342,6 +356,9 @@ def test_find_data_dir_downloads_only_when_asked(
     assert calls == []
     assert find_data_dir(download=True) == tmp_path / "xdg" / "fmnist"
     assert calls == [tmp_path / "xdg" / "fmnist"]
+    with pytest.raises(DatasetError, match="not found"):
+        load_raw()  # no download unless asked
+    assert len(calls) == 1
 
 
 @pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1, 1.5])
@@ -354,3 +371,30 @@ def test_split_is_sorted_and_rounds_the_validation_size() -> None:
     train, val = train_val_split(10, 0.26, seed=3)
     assert (len(train), len(val)) == (7, 3)  # 2.6 rounds to 3
     assert train.tolist() == sorted(train.tolist()) and val.tolist() == sorted(val.tolist())
+
+
+def test_load_raw_downloads_when_asked(
+    synthetic_data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fmnist.dataset as ds
+
+    monkeypatch.delenv("FMNIST_DATA_DIR", raising=False)
+    monkeypatch.setattr(ds, "DEBIAN_DIR", tmp_path / "debian")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setattr(ds, "_download", lambda dest: synthetic_data_dir)
+    assert load_raw(verify=False, download=True)[2] == synthetic_data_dir
+
+
+def test_load_test_set_verifies_by_default(synthetic_data_dir: Path) -> None:
+    with pytest.raises(DatasetError, match="corrupt: md5"):
+        load_test_set(synthetic_data_dir)
+
+
+def test_a_broken_idx_file_is_named(synthetic_data_dir: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "data"
+    shutil.copytree(synthetic_data_dir, folder)
+    broken = folder / f"{FILES['test_labels'][0]}.gz"
+    broken.write_bytes(gzip.compress(b"\x00\x00\x08\x01\x00\x00\x00\x09\x01"))
+    with pytest.raises(DatasetError) as excinfo:
+        load_raw(folder, verify=False)
+    assert str(excinfo.value).startswith(f"{broken}: IDX header announces 9 bytes")

@@ -142,3 +142,16 @@ def test_reliability_weighs_bins_by_their_share_of_images() -> None:
     assert rel.counts == [3, 1]
     assert rel.ece == pytest.approx(0.25 * 0.9 + 0.75 * 0.7)
     assert rel.accuracy == [1.0, 0.0] and rel.confidence == pytest.approx([0.3, 0.9])
+
+
+def test_reliability_bins_float32_confidences_by_their_exact_value() -> None:
+    # float32(0.2) is 0.2000000030: above 0.2, so in the second of 5 bins. Multiplying in
+    # float32 would round it down to exactly 1.0 and into the first bin.
+    rel = reliability(np.array([0]), np.array([0]), np.array([0.2], dtype=np.float32), bins=5)
+    assert rel.counts == [0, 1, 0, 0, 0]
+
+
+def test_reliability_counts_a_probability_rounded_above_1_in_the_top_bin() -> None:
+    # A float32 softmax can return 1.0000001; it belongs to the top bin, not a 16th one.
+    rel = reliability(np.array([0, 0]), np.array([0, 0]), np.array([1.0000001, 1.5]))
+    assert len(rel.counts) == 15 and rel.counts[14] == 2

@@ -157,6 +157,17 @@ def test_check_batch_refuses_nan_and_infinity(bad: float) -> None:
 # --- JSON ------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("body", [b'{"images": []}', b"[1, 2]", b"7"])
+def test_json_without_pixels(body: bytes) -> None:
+    with pytest.raises(InputError) as excinfo:
+        pixels_from_json(body, 4)
+    assert answer(excinfo) == (
+        400,
+        "missing_field",
+        'expected a JSON object with a "pixels" field ([N][28][28] numbers 0-255)',
+    )
+
+
 def test_json_without_a_model_gives_none() -> None:
     pixels, model = pixels_from_json(json.dumps({"pixels": [[[1] * 28] * 28]}).encode(), 4)
     assert pixels.shape == (1, 28, 28) and model is None

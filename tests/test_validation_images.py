@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import struct
+import warnings
 import zlib
 from typing import Any
 
@@ -126,6 +127,12 @@ def test_a_large_image_is_resized_with_its_content_in_place() -> None:
     assert pixels[:, :13].min() >= 250 and pixels[:, 15:].max() <= 5
 
 
+def test_downscaling_is_lanczos() -> None:
+    big = gradient(56, 56)
+    expected = np.asarray(big.resize((28, 28), Image.Resampling.LANCZOS))
+    np.testing.assert_array_equal(decode_image(encode(big)), expected)
+
+
 def test_a_large_jpeg_decodes_like_the_same_png() -> None:
     big = gradient(56, 56).resize((560, 560), Image.Resampling.NEAREST)
     as_png = decode_image(encode(big, "PNG")).astype(int)
@@ -161,6 +168,14 @@ def test_transparent_pixels_become_black(img: Image.Image, options: dict[str, An
     assert decode_image(encode(img, **options)).max() == 0
 
 
+@pytest.mark.parametrize(("gray", "alpha", "expected"), [(255, 128, 128), (200, 64, 50)])
+def test_semi_transparent_pixels_are_blended_onto_black(
+    gray: int, alpha: int, expected: int
+) -> None:
+    pixels = decode_image(encode(Image.new("LA", (28, 28), (gray, alpha))))
+    assert pixels.min() == pixels.max() == expected  # gray * alpha / 255
+
+
 def test_opaque_alpha_keeps_the_gray_level() -> None:
     assert decode_image(encode(Image.new("LA", (28, 28), (180, 255)))).tolist() == (
         [[180] * 28] * 28
@@ -183,3 +198,53 @@ def test_16_bit_gray_is_scaled_to_8_bits() -> None:
     assert img.mode == "I;16"
     pixels = decode_image(encode(img))
     assert pixels[0].tolist() == [0] * 7 + [1] * 7 + [127] * 7 + [255] * 7
+
+
+def test_16_bit_gray_is_scaled_by_the_full_16_bit_range() -> None:
+    # A dim 16-bit image stays dim: 32768 is half of 65535, not the image's maximum.
+    img = Image.fromarray(np.full((28, 28), 32768, dtype=np.uint16))
+    assert decode_image(encode(img)).max() == 127
+    assert decode_image(encode(img), invert=True).min() == 128
+
+
+@pytest.mark.parametrize(
+    ("rgb", "gray"), [((255, 0, 0), 76), ((0, 255, 0), 150), ((0, 0, 255), 29)]
+)
+def test_colour_becomes_luminance(rgb: tuple[int, int, int], gray: int) -> None:
+    # ITU-R 601-2 luma, Pillow's "L": R * 299/1000 + G * 587/1000 + B * 114/1000
+    pixels = decode_image(encode(Image.new("RGB", (28, 28), rgb)))
+    assert pixels.shape == (28, 28) and pixels.min() == pixels.max() == gray
+
+
+def test_corrupt_exif_does_not_stop_decoding() -> None:
+    # An EXIF tag that points past the end of the file: Pillow warns and skips it.
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    exif = b"MM\x00*" + struct.pack(">IHHHII", 8, 1, 0x010E, 2, 100, 0x1000) + b"\x00" * 4
+    png = encode(Image.new("L", (28, 28), 100))
+    at = png.find(b"IDAT") - 4
+    data = png[:at] + chunk(b"eXIf", exif) + png[at:]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Pillow's warning is not what is tested here
+        pixels = decode_image(data)
+    assert pixels.min() == pixels.max() == 100
+
+
+def test_the_answers_a_client_reads() -> None:
+    with pytest.raises(InputError) as excinfo:
+        decode_image(b"")
+    assert excinfo.value.detail == (
+        "the image file is empty (expected PNG, JPEG, WebP or BMP bytes)"
+    )
+    truncated = encode(Image.new("L", (200, 200), 77))[:-60]
+    with pytest.raises(InputError) as excinfo:
+        decode_image(truncated)
+    assert excinfo.value.detail.startswith("the file is not a readable image (OSError: ")
+    assert excinfo.value.detail.endswith("); expected PNG, JPEG, WebP or BMP bytes")
+    with pytest.raises(InputError) as excinfo:
+        decode_image(encode(Image.new("L", (28, 28)), "GIF"))
+    assert excinfo.value.detail == (
+        "image format GIF is not accepted (expected PNG, JPEG, WebP or BMP)"
+    )
