@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fmnist.contract import as_input, file_sha256, onnx_filename, scale_pixels
+from fmnist.contract import as_input, file_sha256, onnx_dir, onnx_filename, scale_pixels
 from fmnist.metrics import reliability
 from fmnist.registry import (
     REGISTRY,
     ModelSpec,
+    beyond_study,
     get_spec,
     model_names,
     register,
@@ -41,8 +42,10 @@ def test_as_input_is_the_graphs_tensor(shape: tuple[int, ...]) -> None:
     np.testing.assert_array_equal(tensor.ravel(), images.ravel().astype(np.float32))
 
 
-def test_onnx_filename() -> None:
+def test_onnx_filename_and_folder() -> None:
     assert onnx_filename("deeper") == "deeper.onnx"
+    assert onnx_dir() == Path("artifacts/onnx")
+    assert onnx_dir("/tmp/run") == Path("/tmp/run/onnx")
 
 
 @pytest.mark.parametrize("size", [0, 5, (1 << 20) * 2 + 3])  # empty, small, > two chunks
@@ -87,6 +90,9 @@ def test_models_outside_the_study_are_not_study_models(tiny: ModelSpec) -> None:
     register(ModelSpec(tiny.name, False, tiny.recipe, tiny.summary))
     assert "tiny-test-model" in model_names()
     assert "tiny-test-model" not in study_models()
+    assert beyond_study()[-1] == "tiny-test-model"
+    assert set(beyond_study()) | set(study_models()) == set(model_names())
+    assert not set(beyond_study()) & set(study_models())
 
 
 def test_unknown_model_names_the_known_ones() -> None:

@@ -12,11 +12,13 @@ import math
 
 import numpy as np
 import pytest
+from PIL import UnidentifiedImageError
 
 from service.validation import (
     InputError,
     _first_non_number,
     check_batch,
+    describe,
     parse_bool,
     pixels_from_json,
     pixels_from_npy,
@@ -33,6 +35,22 @@ def test_input_error_carries_status_reason_and_detail() -> None:
     assert isinstance(error, ValueError)
     assert (error.status, error.reason, error.detail) == (413, "batch_too_large", "too many")
     assert str(error) == "batch_too_large: too many"
+
+
+@pytest.mark.parametrize(
+    ("exc", "text"),
+    [
+        (
+            UnidentifiedImageError("cannot identify image file <_io.BytesIO object at 0x7f>"),
+            "not an image format Pillow knows",
+        ),
+        (ValueError("bad <PIL.Image object at 0x7f00ab> header"), "ValueError: bad header"),
+        (OSError("<object at 0xdead>"), "OSError"),
+        (ValueError(), "ValueError"),
+    ],
+)
+def test_describe_an_exception_without_object_reprs(exc: BaseException, text: str) -> None:
+    assert describe(exc) == text
 
 
 # --- options ---------------------------------------------------------------------------
@@ -205,6 +223,16 @@ def test_json_answers(body: bytes, reason: str, detail: str) -> None:
     with pytest.raises(InputError) as excinfo:
         pixels_from_json(body, 4)
     assert answer(excinfo) == (400, reason, detail)
+
+
+def test_json_nested_too_deeply_is_invalid_json() -> None:
+    with pytest.raises(InputError) as excinfo:
+        pixels_from_json(b"[" * 100_000, 4)
+    assert answer(excinfo) == (
+        400,
+        "invalid_json",
+        'the body is JSON nested too deeply to read; expected {"pixels": [N][28][28]}',
+    )
 
 
 @pytest.mark.parametrize("body", [b"\xff\xfe{", b'{"pixels": [1,'])

@@ -238,6 +238,12 @@ def test_the_answers_a_client_reads() -> None:
     assert excinfo.value.detail == (
         "the image file is empty (expected PNG, JPEG, WebP or BMP bytes)"
     )
+    with pytest.raises(InputError) as excinfo:
+        decode_image(b"not an image")
+    assert excinfo.value.detail == (
+        "the file is not a readable image (not an image format Pillow knows); "
+        "expected PNG, JPEG, WebP or BMP bytes"
+    )
     truncated = encode(Image.new("L", (200, 200), 77))[:-60]
     with pytest.raises(InputError) as excinfo:
         decode_image(truncated)
