@@ -24,6 +24,7 @@ import anyio
 import numpy as np
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from python_multipart.multipart import parse_options_header
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -76,6 +77,15 @@ async def read_form(request: Request, limit: int, file_field: str) -> tuple[byte
     body = await read_body(request, limit)
     if not body:
         raise InputError(400, "empty_body", f"the request body is empty; expected {what}")
+    boundary = parse_options_header(request.headers.get("content-type", ""))[1].get(b"boundary")
+    if boundary and b"--" + boundary + b"--" not in body:
+        # Starlette's parser keeps the file of a part that never ends out of the form it
+        # returns, so nothing would close it: such a body is refused before parsing.
+        raise InputError(
+            400,
+            "invalid_form",
+            f"the multipart body ends before its closing boundary; expected {what}",
+        )
 
     async def replay() -> dict[str, Any]:
         return {"type": "http.request", "body": body, "more_body": False}

@@ -9,7 +9,7 @@ test checks that every answer the routes build validates against its model here.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
@@ -25,6 +25,9 @@ EXAMPLE_IMAGE = [
     for row in range(IMAGE_SIDE)
 ]
 MODEL_FIELD = "a served model (GET /models); default: the service's"
+Pixel = Annotated[float, Field(ge=0, le=255)]
+Row = Annotated[list[Pixel], Field(min_length=IMAGE_SIDE, max_length=IMAGE_SIDE)]
+Image = Annotated[list[Row], Field(min_length=IMAGE_SIDE, max_length=IMAGE_SIDE)]
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/bmp")
 
 
@@ -79,8 +82,9 @@ class BatchRequest(BaseModel):
     """``POST /classify_batch``: images as nested lists of pixel values."""
 
     model_config = _examples({"pixels": [EXAMPLE_IMAGE], "model": "baseline"})
-    pixels: list[list[list[float]]] = Field(
-        description="[N][28][28] numbers 0-255 (light garment on black, like Fashion-MNIST)"
+    pixels: list[Image] = Field(
+        min_length=1,
+        description="[N][28][28] numbers 0-255 (light garment on black, like Fashion-MNIST)",
     )
     model: str | None = Field(None, description=MODEL_FIELD)
 

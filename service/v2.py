@@ -44,7 +44,7 @@ from service.schemas import (
     V2ServerMetadata,
     V2ServerReady,
 )
-from service.validation import InputError, check_batch, load_json, resolve_model
+from service.validation import InputError, check_batch, check_shape, load_json, resolve_model
 
 PREFIX = "/v2"
 SERVER_NAME = "fmnist"
@@ -76,7 +76,7 @@ def _split(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     if header_length is None:
         return body, b""
     length = header_length.strip()
-    if not length.isdigit() or not 0 < int(length) <= len(body):
+    if not (length.isascii() and length.isdigit()) or not 0 < int(length) <= len(body):
         raise _bad(
             f"Inference-Header-Content-Length is {header_length!r} for a {len(body)}-byte "
             "body; expected the length of the JSON part, at most the body's"
@@ -93,7 +93,7 @@ def _parameters(owner: dict[str, Any], what: str) -> dict[str, Any]:
     return params
 
 
-def _tensor(doc: dict[str, Any], binary: bytes) -> np.ndarray:
+def _tensor(doc: dict[str, Any], binary: bytes, max_batch: int) -> np.ndarray:
     """The one input tensor, in its declared shape (values not checked yet)."""
     inputs = doc.get("inputs")
     if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
@@ -115,6 +115,7 @@ def _tensor(doc: dict[str, Any], binary: bytes) -> np.ndarray:
             f"{SOURCE} has shape {shape!r}; expected a list of sizes like [N, 1, 28, 28]",
             "wrong_shape",
         )
+    check_shape(tuple(shape), max_batch, SOURCE)  # before any array is made from it
     count = math.prod(shape)
     dtype = np.dtype(DATATYPES[datatype]).newbyteorder("<")
     size = _parameters(tensor, SOURCE).get("binary_data_size")
@@ -147,7 +148,11 @@ def _tensor(doc: dict[str, Any], binary: bytes) -> np.ndarray:
             "wrong_shape",
         ) from exc
     if array.dtype.kind not in "iuf":
-        raise _bad(f'"data" of {SOURCE} holds non-numbers; expected numbers 0-255', "not_a_number")
+        raise _bad(
+            f'"data" of {SOURCE} holds non-numbers (or integers beyond 64 bits); expected '
+            "numbers 0-255",
+            "not_a_number",
+        )
     if array.size != count:
         raise _bad(
             f'"data" of {SOURCE} holds {array.size} values; shape {shape} needs {count}',
@@ -184,7 +189,7 @@ def parse_infer_request(body: bytes, header_length: str | None, max_batch: int) 
     request_id = doc.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise _bad(f'"id" is a {type(request_id).__name__}; expected a string')
-    pixels = check_batch(_tensor(doc, binary), max_batch, SOURCE)
+    pixels = check_batch(_tensor(doc, binary, max_batch), max_batch, SOURCE)
     return InferCall(pixels, request_id, _binary_output(doc))
 
 

@@ -138,29 +138,33 @@ def decode_image(data: bytes, invert: bool = False) -> np.ndarray:
     return np.asarray(gray, dtype=np.uint8)
 
 
-def check_batch(pixels: np.ndarray, max_batch: int, source: str) -> np.ndarray:
-    """Check shape, batch size and range of a numeric array; returns float32 (N, 28, 28)."""
-    if pixels.size == 0 and (pixels.ndim == 1 or pixels.shape[0] == 0):
+def check_shape(shape: tuple[int, ...], max_batch: int, source: str) -> None:
+    """A batch's shape: [N, 28, 28] or [N, 1, 28, 28], 1 <= N <= max_batch."""
+    if math.prod(shape) == 0 and (len(shape) == 1 or shape[0] == 0):
         raise InputError(
             400, "empty_batch", f"{source} holds no images (expected [N, 28, 28], N >= 1)"
         )
-    if pixels.ndim == 4 and pixels.shape[1] == 1:
-        pixels = pixels[:, 0]
-    if pixels.ndim != 3 or pixels.shape[1:] != (SIDE, SIDE):
-        hint = " (wrap a single image in a list)" if pixels.shape == (SIDE, SIDE) else ""
+    images = shape[:1] + shape[2:] if len(shape) == 4 and shape[1] == 1 else shape
+    if len(images) != 3 or images[1:] != (SIDE, SIDE):
+        hint = " (wrap a single image in a list)" if shape == (SIDE, SIDE) else ""
         raise InputError(
             400,
             "wrong_shape",
-            f"{source} has shape {list(pixels.shape)}{hint}; "
-            "expected [N, 28, 28] (or [N, 1, 28, 28])",
+            f"{source} has shape {list(shape)}{hint}; expected [N, 28, 28] (or [N, 1, 28, 28])",
         )
-    if pixels.shape[0] > max_batch:
+    if images[0] > max_batch:
         raise InputError(
             413,
             "batch_too_large",
-            f"{source} holds {pixels.shape[0]} images; "
-            f"at most {max_batch} per request are accepted",
+            f"{source} holds {images[0]} images; at most {max_batch} per request are accepted",
         )
+
+
+def check_batch(pixels: np.ndarray, max_batch: int, source: str) -> np.ndarray:
+    """Check shape, batch size and range of a numeric array; returns float32 (N, 28, 28)."""
+    check_shape(pixels.shape, max_batch, source)
+    if pixels.ndim == 4:
+        pixels = pixels[:, 0]
     if pixels.dtype.kind == "f" and not np.isfinite(pixels).all():
         raise InputError(
             400, "not_a_number", f"{source} holds NaN or infinite values (expected numbers 0-255)"
@@ -224,15 +228,21 @@ def pixels_from_json(body: bytes, max_batch: int) -> tuple[np.ndarray, Any]:
             f'"pixels" is ragged ({exc}); expected [N][28][28] with every row 28 long',
         ) from exc
     if pixels.dtype.kind not in "iuf":
+        found, odd = _first_odd_value(raw)
+        if not found:  # numbers all, but integers beyond 64 bits: numpy keeps them as objects
+            raise InputError(
+                400,
+                "out_of_range",
+                '"pixels" holds integers beyond 64 bits; expected pixel values 0-255',
+            )
         raise InputError(
-            400,
-            "not_a_number",
-            f'"pixels" holds non-numbers ({_first_non_number(raw)!r}); expected numbers 0-255',
+            400, "not_a_number", f'"pixels" holds non-numbers ({odd!r}); expected numbers 0-255'
         )
     return check_batch(pixels, max_batch, '"pixels"'), doc.get("model")
 
 
-def _first_non_number(raw: Any) -> Any:
+def _first_odd_value(raw: Any) -> tuple[bool, Any]:
+    """(True, the first value in reading order that is not a pixel number) or (False, None)."""
     stack = [raw]
     while stack:
         x = stack.pop()
@@ -243,26 +253,59 @@ def _first_non_number(raw: Any) -> Any:
             or not isinstance(x, int | float)
             or (isinstance(x, float) and math.isnan(x))
         ):
-            return x
-    return None
+            return True, x
+    return False, None
+
+
+def _first_non_number(raw: Any) -> Any:
+    return _first_odd_value(raw)[1]
+
+
+NPY_EXPECTED = "expected np.save of uint8 [N, 28, 28]"
+
+
+def _npy_header(data: bytes) -> tuple[np.dtype[Any], tuple[int, ...], bool, int]:
+    """A .npy file's header: (dtype, shape, fortran order, offset of the data)."""
+    buf = io.BytesIO(data)
+    try:
+        version = np.lib.format.read_magic(buf)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(buf)
+        elif version in ((2, 0), (3, 0)):  # 3.0 differs only in encoding a header's text
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(buf)
+        else:
+            raise ValueError(f"format version {version[0]}.{version[1]} is not one numpy writes")
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError) as exc:
+        raise InputError(
+            400, "invalid_npy", f"the file is not a readable .npy array ({exc}); {NPY_EXPECTED}"
+        ) from exc
+    return dtype, tuple(shape), bool(fortran), buf.tell()
 
 
 def pixels_from_npy(data: bytes, max_batch: int) -> np.ndarray:
-    """A ``.npy`` file of uint8 [N, 28, 28] or [N, 1, 28, 28] → float32 (N, 28, 28)."""
+    """A ``.npy`` file of uint8 [N, 28, 28] or [N, 1, 28, 28] → float32 (N, 28, 28).
+
+    The header is checked (dtype, shape, batch size, and that the data is exactly as long as
+    it says) before any array is made, so a header that lies costs nothing.
+    """
     if not data:
         raise InputError(400, "empty_body", "the .npy file is empty (expected uint8 [N, 28, 28])")
-    try:
-        array = np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise InputError(
-            400,
-            "invalid_npy",
-            f"the file is not a readable .npy array ({exc}); expected np.save of uint8 [N, 28, 28]",
-        ) from exc
-    if array.dtype != np.uint8:
+    dtype, shape, fortran, offset = _npy_header(data)
+    if dtype != np.uint8:
         raise InputError(
             400,
             "wrong_dtype",
-            f"the .npy array has dtype {array.dtype}; expected uint8 [N, 28, 28]",
+            f"the .npy array has dtype {dtype}; expected uint8 [N, 28, 28]",
         )
-    return check_batch(array, max_batch, "the .npy array")
+    source = "the .npy array"
+    check_shape(shape, max_batch, source)
+    count = math.prod(shape)
+    if len(data) - offset != count:
+        raise InputError(
+            400,
+            "invalid_npy",
+            f"the .npy header declares shape {list(shape)} ({count:,} bytes) but the file holds "
+            f"{len(data) - offset:,} bytes of data; {NPY_EXPECTED}",
+        )
+    array = np.frombuffer(data, dtype=np.uint8, count=count, offset=offset)
+    return check_batch(array.reshape(shape, order="F" if fortran else "C"), max_batch, source)

@@ -147,7 +147,7 @@ def test_pixels_from_npy() -> None:
     [
         (b"", 400, "empty_body"),
         (b"\x93NUMPY garbage", 400, "invalid_npy"),
-        (npy(np.array([{"a": 1}], dtype=object)), 400, "invalid_npy"),
+        (npy(np.array([{"a": 1}], dtype=object)), 400, "wrong_dtype"),  # never unpickled
         (npy(np.zeros((2, 28, 28), dtype=np.float32)), 400, "wrong_dtype"),
         (npy(np.zeros((2, 28, 27), dtype=np.uint8)), 400, "wrong_shape"),
         (npy(np.zeros((0, 28, 28), dtype=np.uint8)), 400, "empty_batch"),

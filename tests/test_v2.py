@@ -115,7 +115,8 @@ BAD: list[tuple[str, Any, int, str, str]] = [
     ("image shape", request(shape=[3, 784]), 400, "wrong_shape", "[N, 28, 28]"),
     ("no data", request(data="abc"), 400, "invalid_request", 'no "data" list'),
     ("strings", request(data=["a"] * 784, shape=[1, 28, 28]), 400, "not_a_number", "non-numbers"),
-    ("ragged", request(data=[[1, 2], [3]], shape=[3]), 400, "wrong_shape", "ragged"),
+    ("ragged", request(data=[[1, 2], [3]], shape=[1, 28, 28]), 400, "wrong_shape", "ragged"),
+    ("zero-size lie", request(data=[], shape=[0, 10**12, 10**12]), 400, "empty_batch", "no images"),
     ("fractions", request(data=[0.5] * 784, shape=[1, 28, 28]), 400, "not_a_number", "fractions"),
     (
         "out of range",
@@ -159,6 +160,7 @@ def test_parse_refuses(doc: Any, status: int, reason: str, words: str) -> None:
     ("mangle", "words"),
     [
         (lambda body, n: (body, "abc"), "Inference-Header-Content-Length is 'abc'"),
+        (lambda body, n: (body, "²"), "Inference-Header-Content-Length is '²'"),  # fuzz
         (lambda body, n: (body, str(len(body) + 1)), "at most the body's"),
         (lambda body, n: (body[:-1], n), "binary_data_size 784 but 783 bytes"),
         (lambda body, n: (body + b"\0", n), "binary_data_size 784 but 785 bytes"),
