@@ -338,7 +338,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-recovery", action="store_true", help="skip the recovery phase")
     p.add_argument("--fixed-fraction", type=float, default=0.5)
     p.add_argument("--fixed-workers", type=int, default=32, help="hey connections")
-    p.add_argument("--batch-connections", type=int, default=4)
+    p.add_argument("--batch-connections", type=int, default=8)
     p.add_argument("--burst", type=float, default=20.0, help="seconds of the overload burst")
     p.add_argument("--burst-connections", type=int, default=256)
     p.add_argument("--recovery-at", type=float, nargs="+", default=[5.0, 30.0])
