@@ -582,3 +582,15 @@ def test_spec_examples_are_accepted(api: ApiClient) -> None:
 def test_no_bentoml_internals_in_the_service() -> None:
     for path in (REPO / "service").glob("*.py"):
         assert "bentoml._internal" not in path.read_text(), path
+
+
+def test_docs_api_md_and_the_spec_list_the_same_operations(api: ApiClient) -> None:
+    """docs/api.md names every operation of /docs.json as `METHOD /path`, and no other."""
+    text = (REPO / "docs" / "api.md").read_text()
+    documented = set(re.findall(r"`(GET|POST|PUT|PATCH|DELETE) (/[^`\s]*)`", text))
+    documented.discard(("GET", "/docs.json"))  # the document itself
+    in_spec = {
+        (method.upper(), path) for path, item in spec_of(api)["paths"].items() for method in item
+    }
+    assert sorted(in_spec - documented) == [], "in /docs.json, not in docs/api.md"
+    assert sorted(documented - in_spec) == [], "in docs/api.md, not in /docs.json"

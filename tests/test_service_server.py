@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -257,6 +258,47 @@ def test_models_listing(client: httpx.Client, onnx_models: dict[str, Path]) -> N
         assert m["opset"] == 18 and m["parameters"] > 10_000 and m["test_accuracy"] == 0.1
         assert m["input"]["shape"] == ["N", 1, 28, 28]
         assert m["metadata"]["class_names"] == CLASS_NAMES
+
+
+def readme_commands() -> list[str]:
+    """The shell commands of the README's curl block, continuation lines joined."""
+    text = (REPO_ROOT / "README.md").read_text()
+    block = text.split("another shell in the repository:\n\n```bash\n", 1)[1].split("```", 1)[0]
+    commands, current = [], ""
+    for line in block.splitlines():
+        if line.lstrip().startswith("#") or not line.strip():
+            continue
+        current += line.rstrip("\\").rstrip() + " " if line.endswith("\\") else line
+        if not line.endswith("\\"):
+            commands.append(current)
+            current = ""
+    return commands
+
+
+def test_readme_curl_examples_run_as_written(server: str, tmp_path: Path) -> None:
+    """Every command of the README's serving block, in a folder laid out like the repo."""
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed")
+    for name in ("docs", "README.md", ".venv"):
+        (tmp_path / name).symlink_to(REPO_ROOT / name)
+    commands = readme_commands()
+    assert sum(c.startswith("curl") for c in commands) >= 9
+    host = server.removeprefix("http://")
+    for command in commands:
+        done = subprocess.run(
+            ["bash", "-c", command.replace("localhost:3000", host)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, f"{command}\n{done.stderr}"
+        if command.startswith("curl"):
+            assert done.stdout.strip(), command
+            assert "internal_error" not in done.stdout, command
+            if done.stdout.startswith("{"):
+                json.loads(done.stdout.split("\n", 1)[0])
+    assert (tmp_path / "batch.npy").is_file()
 
 
 def scrape(client: httpx.Client) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
