@@ -37,7 +37,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     FMNIST_ORT_INTER_THREADS=1 \
     FMNIST_ORT_PROVIDER=cpu \
     FMNIST_BATCHING_MAX_BATCH_SIZE=64 \
-    FMNIST_BATCHING_MAX_WAIT_MS=2 \
+    FMNIST_BATCHING_MAX_WAIT_MS=0 \
     FMNIST_BATCHING_MAX_QUEUE=256
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin app
 COPY --from=deps /opt/venv /opt/venv

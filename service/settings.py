@@ -46,7 +46,7 @@ class ServiceSettings(BaseSettings):
     ort_inter_threads: int = Field(1, ge=0, le=256)
     ort_provider: str = "auto"  # auto (CUDA if available, else CPU), cpu, cuda
     batching_max_batch_size: int = Field(64, ge=1, le=4096)  # images per onnxruntime call
-    batching_max_wait_ms: float = Field(2.0, ge=0, le=1000)
+    batching_max_wait_ms: float = Field(0.0, ge=0, le=1000)  # under load only; see batching
     batching_max_queue: int = Field(256, ge=1, le=100_000)  # per model and worker
     max_batch_size: int = Field(1024, ge=1, le=100_000)  # images per batch request
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, le=1 << 31)

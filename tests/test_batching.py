@@ -76,11 +76,11 @@ def test_under_load_a_batch_collects_until_max_wait_or_max_batch_size() -> None:
     batcher = MicroBatcher("m", model, policy)
 
     async def go() -> tuple[float, float]:
-        await batcher.submit(image(1))  # the model has just run: it is "under load" now
+        # Two requests at once: the batch merged two, so the model is "under load" now.
+        await asyncio.gather(batcher.submit(image(1)), batcher.submit(image(1)))
         start = time.perf_counter()
         await asyncio.gather(*(batcher.submit(image(2)) for _ in range(2)))
         waited_partial = time.perf_counter() - start
-        await batcher.submit(image(1))
         start = time.perf_counter()
         await asyncio.gather(*(batcher.submit(image(2)) for _ in range(4)))
         waited_full = time.perf_counter() - start
@@ -89,7 +89,26 @@ def test_under_load_a_batch_collects_until_max_wait_or_max_batch_size() -> None:
     waited_partial, waited_full = run(go())
     assert 0.3 < waited_partial < 2.0  # two images waited for company, about max_wait
     assert waited_full < 0.3  # a full batch (4 = max_batch_size) does not wait
-    assert model.batches == [1, 2, 1, 4]
+    assert model.batches == [2, 2, 4]
+
+
+def test_one_client_after_another_never_waits_even_with_a_max_wait() -> None:
+    model = FakeModel()
+    batcher = MicroBatcher("m", model, BatchingPolicy(max_batch_size=4, max_wait_s=0.4))
+
+    async def go() -> float:
+        start = time.perf_counter()
+        for v in range(5):  # sequential: each finds the model idle
+            assert (await batcher.submit(image(v))).argmax() == v
+        return time.perf_counter() - start
+
+    assert run(go()) < 0.4  # five requests in less than one max_wait
+    assert model.batches == [1, 1, 1, 1, 1]
+
+
+def test_the_default_policy_never_waits() -> None:
+    assert BatchingPolicy().max_wait_s == 0.0
+    assert (BatchingPolicy().max_batch_size, BatchingPolicy().max_queue) == (64, 256)
 
 
 def test_a_batch_never_exceeds_max_batch_size_and_a_large_request_runs_alone() -> None:

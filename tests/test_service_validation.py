@@ -182,13 +182,13 @@ def test_settings_from_env() -> None:
     assert (d.model_dir, d.models, d.default_model, d.ort_provider) == (None, None, None, "auto")
     assert (d.batching_max_batch_size, d.batching_max_wait_ms, d.batching_max_queue) == (
         64,
-        2.0,
+        0.0,
         256,
     )
     assert (d.max_batch_size, d.max_body_bytes) == (1024, 10 * 1024 * 1024)
     assert (d.reuse_port, d.access_log, d.tracing, d.debug) == (True, False, False, False)
     assert d.keepalive_requests == 100
-    assert d.batching_max_wait_s == 0.002
+    assert d.batching_max_wait_s == 0.0
     with pytest.raises(SettingsError, match="FMNIST_WORKERS='two': Input should be a valid int"):
         load_settings({"FMNIST_WORKERS": "two"})
     with pytest.raises(SettingsError, match="FMNIST_BATCHING_MAX_QUEUE='0': .*greater than or eq"):
