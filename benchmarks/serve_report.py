@@ -54,8 +54,10 @@ def report(b: Any, meta: dict[str, Any]) -> str:
         out += [
             "",
             f"Fixed offered load ({a.fixed_fraction:.0%} of the best closed-loop rate "
-            f"before it; hey, {a.fixed_workers} connections, each with at most one request in "
-            "flight, so *got* falls short of *offered* when the server cannot keep up):",
+            f"before it; hey, {a.fixed_workers} connections in {a.fixed_groups} processes started "
+            "apart so that arrivals spread over the pacing period, each connection with at most "
+            "one request in flight, so *got* falls short of *offered* when the server cannot "
+            "keep up):",
             "",
             "| server | request | offered req/s | got req/s | p50 ms | p90 ms | p99 ms "
             "| non-2xx / errors | server CPU ms/req | cores busy |",

@@ -177,6 +177,7 @@ class Bench:
                 best * self.args.fixed_fraction,
                 self.args.seconds,
                 self.args.fixed_workers,
+                self.args.fixed_groups,
             )
             h.update(meter.result(h["requests"], h["client_cpu_s"]))
         self.fixed.append({"server": server, "request": req.label, "capacity": best, **h})
@@ -338,6 +339,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-recovery", action="store_true", help="skip the recovery phase")
     p.add_argument("--fixed-fraction", type=float, default=0.5)
     p.add_argument("--fixed-workers", type=int, default=32, help="hey connections")
+    p.add_argument(
+        "--fixed-groups",
+        type=int,
+        default=8,
+        help="hey processes the connections are split over, started apart so that arrivals "
+        "spread over the pacing period (1: one hey, every connection fires at once)",
+    )
     p.add_argument("--batch-connections", type=int, default=8)
     p.add_argument("--burst", type=float, default=20.0, help="seconds of the overload burst")
     p.add_argument("--burst-connections", type=int, default=256)

@@ -121,6 +121,7 @@ def test_report_has_ratios_and_goals_from_the_same_run() -> None:
     args = SimpleNamespace(
         fixed_fraction=0.5,
         fixed_workers=32,
+        fixed_groups=8,
         batch_connections=4,
         workers=2,
         idle_requests=20,
@@ -198,6 +199,11 @@ def test_wrk_and_hey_against_a_stub(stub_server: str, tmp_path: Path) -> None:
     assert lg.run_wrk(stub_server + bad.path, bad_script, 2, 1)["non2xx"] > 0
     h = lg.run_hey(stub_server, ok, body, rate=200, seconds=1.5, workers=4)
     assert 100 <= h["requests"] <= 400 and h["non2xx"] == 0 and "p50" in h
+    # The same offered rate split over staggered hey processes, latencies from hey's CSV.
+    g = lg.run_hey(stub_server, ok, body, rate=200, seconds=1.5, workers=4, groups=2)
+    assert 100 <= g["requests"] <= 400 and g["non2xx"] == 0 and g["groups"] == 2
+    assert 0 < g["p50"] <= g["p90"] <= g["p99"]
+    assert g["rps"] == pytest.approx(g["requests"] / 1.5)
 
 
 @pytest.mark.slow
