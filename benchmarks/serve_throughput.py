@@ -342,7 +342,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--fixed-groups",
         type=int,
-        default=8,
+        default=1,
         help="hey processes the connections are split over, started apart so that arrivals "
         "spread over the pacing period (1: one hey, every connection fires at once)",
     )
