@@ -1,0 +1,223 @@
+"""service/metrics.py pinned where it is defined: names, help, labels, buckets, and what
+each observation records (seconds, not milliseconds; images; the predicted class).
+
+Each test builds its own ServiceMetrics (the process's cached one set aside) and reads it
+back as /metrics shows it: the Prometheus text exposition. Part of `make mutation`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import pytest
+from prometheus_client import REGISTRY, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from service import metrics as metrics_mod
+from service.metrics import ServiceMetrics, service_metrics
+
+# README.md's list of the service's own metrics: name → (type, help, labels).
+METRICS = {
+    "fmnist_predictions": (
+        "counter",
+        "Images classified, by model and predicted class.",
+        ("model", "class_name"),
+    ),
+    "fmnist_inference_seconds": (
+        "histogram",
+        "onnxruntime run time per call (one call serves a whole batch), by model.",
+        ("model",),
+    ),
+    "fmnist_inference_batch_size": (
+        "histogram",
+        "Images per onnxruntime call (adaptive batches and batch requests), by model.",
+        ("model",),
+    ),
+    "fmnist_prediction_confidence": (
+        "histogram",
+        "Probability of the predicted class (a drift signal), by model.",
+        ("model",),
+    ),
+    "fmnist_queue_seconds": (
+        "histogram",
+        "Time the oldest request of a batch waited in the model's queue, by model.",
+        ("model",),
+    ),
+    "fmnist_shed_requests": (
+        "counter",
+        "Requests turned away with 503 overloaded (the model's queue was full), by model.",
+        ("model",),
+    ),
+    "fmnist_worker_requests": (
+        "counter",
+        "Requests answered by each worker process (the split over workers).",
+        ("worker",),
+    ),
+    "fmnist_rejected_requests": (
+        "counter",
+        "Requests answered with a 4xx because of bad input, by reason.",
+        ("reason",),
+    ),
+    "fmnist_model_info": (
+        "gauge",
+        "Served models (value 1), with the sha256 of their ONNX file.",
+        ("model", "sha256"),
+    ),
+}
+# onnxruntime calls take ~0.1 ms to ~100 ms: buckets in seconds from 0.2 ms to 1 s.
+SECONDS_BUCKETS = [0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
+BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
+CONFIDENCE_BUCKETS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0]
+CLASSES = tuple(f"class{i}" for i in range(10))
+
+
+@pytest.fixture
+def metrics() -> Iterator[ServiceMetrics]:
+    """A fresh ServiceMetrics in the default registry; the process's own put back after."""
+    cached = service_metrics() if service_metrics.cache_info().currsize else None
+    for collector in vars(cached).values() if cached else ():
+        REGISTRY.unregister(collector)
+    fresh = ServiceMetrics()
+    try:
+        yield fresh
+    finally:
+        for collector in vars(fresh).values():
+            REGISTRY.unregister(collector)
+        for collector in vars(cached).values() if cached else ():
+            REGISTRY.register(collector)
+
+
+def exposition() -> dict[str, tuple[str, str, list[tuple[str, dict[str, str], float]]]]:
+    """The fmnist_* families of /metrics: name → (type, help, [(sample, labels, value)]).
+
+    (prometheus_client's own ``*_created`` timestamps, which the parser reads as families
+    of their own, are left out.)
+    """
+    text = generate_latest(REGISTRY).decode()
+    return {
+        f.name: (f.type, f.documentation, [(s.name, s.labels, s.value) for s in f.samples])
+        for f in text_string_to_metric_families(text)
+        if f.name.startswith("fmnist_") and not f.name.endswith("_created")
+    }
+
+
+def value(sample: str, **labels: str) -> float:
+    for _, _, samples in exposition().values():
+        for name, got, v in samples:
+            if name == sample and got == labels:
+                return v
+    raise AssertionError(f"no sample {sample}{labels}")
+
+
+def buckets(sample: str, **labels: str) -> dict[str, float]:
+    """{le: cumulative count} of one histogram's labelled series."""
+    found = {}
+    for _, _, samples in exposition().values():
+        for name, got, v in samples:
+            if name == sample + "_bucket" and {k: got[k] for k in got if k != "le"} == labels:
+                found[got["le"]] = v
+    return found
+
+
+def test_module_constants() -> None:
+    assert metrics_mod.PREFIX == "fmnist"
+    assert list(metrics_mod.INFERENCE_BUCKETS) == SECONDS_BUCKETS
+    assert list(metrics_mod.BATCH_BUCKETS) == BATCH_BUCKETS
+    assert list(metrics_mod.CONFIDENCE_BUCKETS) == CONFIDENCE_BUCKETS
+
+
+def test_names_types_help_and_labels(metrics: ServiceMetrics) -> None:
+    metrics.predictions.labels("m", "c").inc()
+    for hist in ("inference_seconds", "batch_size", "confidence", "queue_seconds"):
+        getattr(metrics, hist).labels("m").observe(0.5)
+    metrics.shed.labels("m").inc()
+    metrics.worker_requests.labels("3").inc()
+    metrics.reject("r")
+    metrics.set_model_info("m", "abc")
+    families = exposition()
+    assert set(families) == set(METRICS)
+    for name, (kind, help_text, labels) in METRICS.items():
+        got_kind, got_help, samples = families[name]
+        assert (got_kind, got_help) == (kind, help_text), name
+        label_sets = {frozenset(s[1]) - {"le"} for s in samples if s[1]}
+        assert label_sets == {frozenset(labels)}, name
+    assert metrics.model_info._multiprocess_mode == "max"  # 1 with N workers, not N
+
+
+def test_histogram_buckets(metrics: ServiceMetrics) -> None:
+    metrics.batch_observer("m")(1, 0.0, 0.0)
+    metrics.observe_predictions("m", CLASSES, np.eye(10)[:1])
+
+    def les(values: Sequence[float]) -> list[str]:
+        return [*(str(float(v)) for v in values), "+Inf"]
+
+    assert list(buckets("fmnist_inference_seconds", model="m")) == les(SECONDS_BUCKETS)
+    assert list(buckets("fmnist_queue_seconds", model="m")) == les(SECONDS_BUCKETS)
+    assert list(buckets("fmnist_inference_batch_size", model="m")) == les(BATCH_BUCKETS)
+    assert list(buckets("fmnist_prediction_confidence", model="m")) == les(CONFIDENCE_BUCKETS)
+
+
+def test_batch_observer_records_seconds_images_and_queueing(metrics: ServiceMetrics) -> None:
+    observe = metrics.batch_observer("baseline")
+    observe(3, 0.004, 0.0015)  # 3 images, queued 4 ms, onnxruntime ran 1.5 ms
+    observe(64, 0.0, 0.03)
+    assert value("fmnist_inference_seconds_sum", model="baseline") == pytest.approx(0.0315)
+    assert value("fmnist_inference_seconds_count", model="baseline") == 2
+    run = buckets("fmnist_inference_seconds", model="baseline")
+    assert (run["0.001"], run["0.002"], run["0.02"], run["0.05"]) == (0, 1, 1, 2)
+    assert value("fmnist_inference_batch_size_sum", model="baseline") == 67
+    size = buckets("fmnist_inference_batch_size", model="baseline")
+    assert (size["2.0"], size["4.0"], size["32.0"], size["64.0"]) == (0, 1, 1, 2)
+    assert value("fmnist_queue_seconds_sum", model="baseline") == pytest.approx(0.004)
+    assert value("fmnist_queue_seconds_count", model="baseline") == 2
+    queue = buckets("fmnist_queue_seconds", model="baseline")
+    assert (queue["0.0002"], queue["0.002"], queue["0.005"]) == (1, 1, 2)
+    # Another model's observer writes its own series only.
+    metrics.batch_observer("deeper")(1, 0.0, 0.1)
+    assert value("fmnist_inference_seconds_count", model="baseline") == 2
+    assert value("fmnist_inference_seconds_sum", model="deeper") == pytest.approx(0.1)
+
+
+def test_predictions_count_the_argmax_class_and_record_its_probability(
+    metrics: ServiceMetrics,
+) -> None:
+    probs = np.array(
+        [
+            [0.7, 0.3] + [0.0] * 8,  # class0, 0.7
+            [0.1, 0.85, 0.05] + [0.0] * 7,  # class1, 0.85
+            [0.0] * 9 + [1.0],  # class9, 1.0
+            [0.4, 0.6] + [0.0] * 8,  # class1, 0.6
+        ]
+    )
+    metrics.observe_predictions("deeper", CLASSES, probs)
+    assert value("fmnist_predictions_total", model="deeper", class_name="class0") == 1
+    assert value("fmnist_predictions_total", model="deeper", class_name="class1") == 2
+    assert value("fmnist_predictions_total", model="deeper", class_name="class9") == 1
+    counted = [
+        s
+        for s in exposition()["fmnist_predictions"][2]
+        if s[0] == "fmnist_predictions_total" and s[1]["model"] == "deeper"
+    ]
+    assert len(counted) == 3  # no series for classes never predicted
+    assert value("fmnist_prediction_confidence_count", model="deeper") == 4
+    assert value("fmnist_prediction_confidence_sum", model="deeper") == pytest.approx(3.15)
+    conf = buckets("fmnist_prediction_confidence", model="deeper")
+    assert (conf["0.5"], conf["0.6"], conf["0.7"], conf["0.9"], conf["0.99"]) == (0, 1, 2, 3, 3)
+    metrics.observe_predictions("deeper", CLASSES, probs[1:2])
+    assert value("fmnist_predictions_total", model="deeper", class_name="class1") == 3
+
+
+def test_rejections_sheds_and_model_info(metrics: ServiceMetrics) -> None:
+    metrics.reject("bad_image")
+    metrics.reject("bad_image")
+    metrics.reject("too_large")
+    assert value("fmnist_rejected_requests_total", reason="bad_image") == 2
+    assert value("fmnist_rejected_requests_total", reason="too_large") == 1
+    metrics.set_model_info("baseline", "ab12")
+    metrics.set_model_info("baseline", "ab12")
+    assert value("fmnist_model_info", model="baseline", sha256="ab12") == 1
+
+
+def test_one_instance_per_process() -> None:
+    assert service_metrics() is service_metrics()
