@@ -18,11 +18,20 @@ if [ ! -e /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ] && [ -z 
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q dataset-fashion-mnist >/dev/null
 fi
 
-# The serving benchmark's load generators (benchmarks/serve_throughput.py): wrk and hey.
+# Debian tools the benchmarks and tests drive for real:
+#   wrk, hey                   the serving benchmark's load generators (benchmarks/serve_throughput.py)
+#   prometheus (promtool)      rule unit tests and the Prometheus integration test (deploy/monitoring)
+#   chromium, chromium-driver  the browser tests of report.html and the /ui demo page (Selenium)
 missing_tools=""
-for tool in wrk hey; do command -v "$tool" >/dev/null || missing_tools="$missing_tools $tool"; done
+for pair in wrk:wrk hey:hey promtool:prometheus prometheus:prometheus chromium:chromium \
+            chromedriver:chromium-driver; do
+  command -v "${pair%%:*}" >/dev/null || case " $missing_tools " in
+    *" ${pair#*:} "*) ;;
+    *) missing_tools="$missing_tools ${pair#*:}" ;;
+  esac
+done
 if [ -n "$missing_tools" ]; then
-  echo "setup: installing the benchmark's load generators:$missing_tools (Debian packages)"
+  echo "setup: installing Debian packages:$missing_tools"
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO=sudo
   $SUDO apt-get update -q >/dev/null
