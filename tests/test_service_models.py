@@ -25,6 +25,7 @@ from fmnist.contract import file_sha256
 from service.catalog import CatalogError, models_in_dir
 from service.launch import REPO_ROOT, bentoml_server
 from service.settings import SettingsError, load_settings
+from tests.payloads import npy
 
 
 def copy_as(source: Path, folder: Path, filename: str) -> Path:
@@ -87,12 +88,6 @@ def test_the_default_model_is_the_first_served_or_a_served_one_named() -> None:
         settings.choose_default(("baseline", "deeper"), "FMNIST_MODEL_DIR=/m")
     with pytest.raises(SettingsError, match="FMNIST_DEFAULT_MODEL='x' is not in FMNIST_MODELS"):
         load_settings({"FMNIST_MODELS": "baseline", "FMNIST_DEFAULT_MODEL": "x"})
-
-
-def npy(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, array)
-    return buf.getvalue()
 
 
 def png(image: np.ndarray) -> bytes:

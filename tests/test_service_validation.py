@@ -21,6 +21,7 @@ from service.validation import (
     pixels_from_npy,
     resolve_model,
 )
+from tests.payloads import npy
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -28,12 +29,6 @@ REPO = Path(__file__).resolve().parent.parent
 def encode(img: Image.Image, fmt: str) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format=fmt)
-    return buf.getvalue()
-
-
-def npy(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, array)
     return buf.getvalue()
 
 

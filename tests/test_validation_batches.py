@@ -6,7 +6,6 @@ tests/test_service_validation.py covers which reason each kind of bad body gets.
 
 from __future__ import annotations
 
-import io
 import json
 import math
 
@@ -24,6 +23,7 @@ from service.validation import (
     pixels_from_npy,
     resolve_model,
 )
+from tests.payloads import npy
 
 
 def answer(excinfo: pytest.ExceptionInfo[InputError]) -> tuple[int, str, str]:
@@ -275,12 +275,6 @@ def test_first_non_number_finds_nan_and_nothing_in_numbers() -> None:
 
 
 # --- .npy ------------------------------------------------------------------------------
-
-
-def npy(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, array)
-    return buf.getvalue()
 
 
 @pytest.mark.parametrize(
