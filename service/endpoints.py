@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 from fastapi.routing import APIRoute
+from pydantic_core import to_json
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -97,6 +98,20 @@ ErrorRenderer = Callable[..., JSONResponse]
 Handler = Callable[[Request, Backend], Awaitable[dict[str, Any] | Response]]
 
 
+class JSONAnswer(JSONResponse):
+    """A handler's dict as compact JSON, encoded by pydantic-core (Rust).
+
+    The same bytes' meaning as Starlette's ``json.dumps`` (every float printed as its
+    shortest round-trip form), about ten times faster: encoding the 640 probabilities of a
+    64-image batch took ~9 % of a worker's time with ``json.dumps`` (py-spy,
+    docs/performance.md). Answers carry only finite numbers: ``OnnxModel.predict`` refuses
+    NaN and infinity before they reach a handler.
+    """
+
+    def render(self, content: Any) -> bytes:
+        return to_json(content)
+
+
 def guarded(
     handler: Handler, backend_of: BackendSource, render: ErrorRenderer = contract_error
 ) -> Callable[[Request], Awaitable[Response]]:
@@ -118,7 +133,7 @@ def guarded(
         except Exception:
             log.exception("unexpected error on %s %s", request.method, request.url.path)
             return render(500, "internal_error", "unexpected server error; see the server log")
-        return answer if isinstance(answer, Response) else JSONResponse(answer)
+        return answer if isinstance(answer, Response) else JSONAnswer(answer)
 
     endpoint.__name__ = handler.__name__
     endpoint.__doc__ = handler.__doc__

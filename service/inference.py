@@ -32,6 +32,10 @@ class ProviderError(RuntimeError):
     """The execution provider asked for is not available in this onnxruntime."""
 
 
+class ModelOutputError(RuntimeError):
+    """The model answered probabilities that are not finite numbers (a broken model)."""
+
+
 class ModelFileError(ValueError):
     """An ONNX file that onnxruntime cannot load, or that breaks the model contract."""
 
@@ -162,8 +166,20 @@ class OnnxModel:
         self.providers = self.session.get_providers()
 
     def predict(self, pixels: np.ndarray) -> np.ndarray:
-        """(N, 28, 28) raw pixels (any real dtype) → float32 (N, 10) class probabilities."""
-        return self.session.run([OUTPUT_NAME], {INPUT_NAME: as_input(pixels)})[0]
+        """(N, 28, 28) raw pixels (any real dtype) → float32 (N, 10) class probabilities.
+
+        Raises :class:`ModelOutputError` when the model answers NaN or infinity, so that no
+        client is sent a number JSON cannot carry (the request gets a 500, logged)."""
+        probabilities: np.ndarray = self.session.run([OUTPUT_NAME], {INPUT_NAME: as_input(pixels)})[
+            0
+        ]
+        if not np.isfinite(probabilities).all():
+            raise ModelOutputError(
+                f"model {self.name} ({self.path}) answered non-finite probabilities for "
+                f"{int((~np.isfinite(probabilities)).any(axis=1).sum())} of "
+                f"{len(probabilities)} images"
+            )
+        return probabilities
 
     def warm_up(self, sizes: tuple[int, ...] = (1, 8, 64)) -> float:
         """Run a few batches so the first real request does not pay for allocation."""
