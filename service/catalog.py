@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from fmnist.contract import ONNX_SUFFIX, PROJECT_MARKER_KEY
+from fmnist.contract import KEY_REFERENCE, ONNX_SUFFIX, PROJECT_MARKER_KEY, ReferenceDistribution
+from fmnist.dataset import CLASS_NAMES
 from service.onnx_file import NotAnOnnxFile, read_metadata
 
 log = logging.getLogger(__name__)
@@ -130,3 +133,22 @@ def models_in_store(wanted: tuple[str, ...] | None = None) -> list[ModelSource]:
             f"`{IMPORT_HINT}` first, or set FMNIST_MODEL_DIR to the folder of ONNX files"
         )
     return _select(found, wanted, "the BentoML model store")
+
+
+def reference_of(metadata: Mapping[str, Any], where: str) -> ReferenceDistribution | None:
+    """A model's drift reference (its test-set answers, written by fmnist-export), or None
+    for a file exported before it was recorded; a malformed one is a CatalogError."""
+    value = metadata.get(KEY_REFERENCE)
+    if value is None:
+        return None
+    try:
+        return ReferenceDistribution.from_json(value, CLASS_NAMES)
+    except ValueError as exc:
+        raise CatalogError(f"{where}: {exc} (re-export the model with fmnist-export)") from None
+
+
+def missing_reference_warning(model: str, where: str) -> str:
+    return (
+        f"model {model} ({where}) carries no {KEY_REFERENCE!r} metadata: no "
+        "fmnist_reference_* gauges and no drift score for it (re-export it with fmnist-export)"
+    )

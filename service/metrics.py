@@ -5,7 +5,8 @@ Multi-worker correctness: ``bentoml serve`` starts every worker with
 directly as BentoML 1.4 recommends; ``bentoml.metrics`` is deprecated) writes each
 sample to per-process files and BentoML's ``/metrics`` merges them with a
 ``MultiProcessCollector``: counters and histograms are summed over workers; the info
-gauge uses ``multiprocess_mode="max"`` so it reads 1, not the number of workers.
+gauge and the reference gauges (the same value in every worker) use
+``multiprocess_mode="max"`` so they read that value, not its sum over the workers.
 The metrics are created on first use (in the worker, after the environment is set) and
 once per process, because the default registry refuses duplicate names.
 """
@@ -18,11 +19,18 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 
+from fmnist.contract import CONFIDENCE_BUCKETS, ReferenceDistribution
+from service.settings import DEFAULT_LOW_CONFIDENCE
+
+__all__ = ["CONFIDENCE_BUCKETS", "ServiceMetrics", "service_metrics"]
+
 PREFIX = "fmnist"
 # onnxruntime calls take ~0.1 ms (batch 1) to ~100 ms (batch 1024, deeper) on a CPU.
 INFERENCE_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
-CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+# Request bodies: a PNG of one image is ~1 kB, a JSON batch ~2.5 kB an image, an .npy 784 B
+# an image (1,024 images: ~0.8 MB); the default limit is 10 MiB.
+BODY_BUCKETS = (256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216)
 
 
 class ServiceMetrics:
@@ -79,6 +87,29 @@ class ServiceMetrics:
             ["model", "sha256"],
             multiprocess_mode="max",
         )
+        self.low_confidence = Counter(
+            f"{PREFIX}_low_confidence",
+            "Answers whose confidence is below FMNIST_LOW_CONFIDENCE, by model.",
+            ["model"],
+        )
+        self.body_bytes = Histogram(
+            f"{PREFIX}_request_body_bytes",
+            "Size of the request bodies the prediction routes read, by route path.",
+            ["path"],
+            buckets=BODY_BUCKETS,
+        )
+        self.reference_class_share = Gauge(
+            f"{PREFIX}_reference_class_share",
+            "Share of the test set the model predicts as each class (the drift reference).",
+            ["model", "class_name"],
+            multiprocess_mode="max",
+        )
+        self.reference_confidence = Gauge(
+            f"{PREFIX}_reference_confidence_share",
+            "Share of the model's test-set answers with confidence <= le (cumulative).",
+            ["model", "le"],
+            multiprocess_mode="max",
+        )
 
     def batch_observer(self, model: str) -> Callable[[int, float, float], None]:
         """For the model's micro-batcher: (images, seconds queued, seconds run) per batch."""
@@ -94,15 +125,42 @@ class ServiceMetrics:
         return observe
 
     def observe_predictions(
-        self, model: str, class_names: Sequence[str], probabilities: np.ndarray
+        self,
+        model: str,
+        class_names: Sequence[str],
+        probabilities: np.ndarray,
+        low_confidence: float = DEFAULT_LOW_CONFIDENCE,
     ) -> None:
-        """Count predicted classes and record confidences for (N, 10) probabilities."""
+        """Count predicted classes, record confidences and count those < ``low_confidence``
+        for (N, 10) probabilities."""
         top = probabilities.argmax(axis=1)
         for index, count in zip(*np.unique(top, return_counts=True), strict=True):
             self.predictions.labels(model, class_names[int(index)]).inc(int(count))
         confidence = self.confidence.labels(model)
-        for value in probabilities.max(axis=1).tolist():
+        values = probabilities.max(axis=1).tolist()
+        for value in values:
             confidence.observe(value)
+        low = sum(value < low_confidence for value in values)
+        if low:
+            self.low_confidence.labels(model).inc(low)
+
+    def start_model(self, model: str, class_names: Sequence[str]) -> None:
+        """Every per-model counter at 0 from the start, so that rates and shares over them
+        exist before the first answer (a class never predicted has share 0, not no data)."""
+        for name in class_names:
+            self.predictions.labels(model, name)
+        self.low_confidence.labels(model)
+        self.shed.labels(model)
+
+    def set_reference(self, model: str, reference: ReferenceDistribution) -> None:
+        for name, share in reference.class_share.items():
+            self.reference_class_share.labels(model, name).set(share)
+        for le, share in zip(reference.confidence_le, reference.confidence_share, strict=True):
+            # le written as the confidence histogram writes its bounds ("0.1", "1.0").
+            self.reference_confidence.labels(model, str(float(le))).set(share)
+
+    def observe_body(self, path: str, size: int) -> None:
+        self.body_bytes.labels(path).observe(size)
 
     def reject(self, reason: str) -> None:
         self.rejected.labels(reason).inc()

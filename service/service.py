@@ -34,7 +34,14 @@ import numpy as np
 
 from fmnist.dataset import CLASS_NAMES
 from service.batching import BatchingPolicy, MicroBatcher
-from service.catalog import CatalogError, ModelSource, models_in_dir, models_in_store
+from service.catalog import (
+    CatalogError,
+    ModelSource,
+    missing_reference_warning,
+    models_in_dir,
+    models_in_store,
+    reference_of,
+)
 from service.http_api import create_app
 from service.inference import ModelFileError, OnnxModel, ProviderError, choose_providers
 from service.metrics import service_metrics
@@ -81,11 +88,14 @@ def _startup() -> tuple[ServiceSettings, list[ModelSource], list[str]]:
             # corrupt file or a broken contract stops the command here.
             for source in sources:
                 if source.path is not None:
-                    OnnxModel(source.name, source.path, 1, 1, providers)
+                    path = source.path
                 else:
                     assert source.store_tag is not None  # a source is a file or a store model
                     path, _, _ = onnx_path_of(bentoml.models.get(source.store_tag))
-                    OnnxModel(source.name, path, 1, 1, providers)
+                model = OnnxModel(source.name, path, 1, 1, providers)
+                if reference_of(model.card.metadata, str(path)) is None:
+                    warning = missing_reference_warning(source.name, str(path))
+                    print(f"fmnist-service: warning: {warning}", file=sys.stderr, flush=True)
     except STARTUP_ERRORS as exc:
         _fail(str(exc), debug)
     return settings, sources, providers
@@ -140,6 +150,10 @@ class FashionMNISTService:
         for name, model in self.models.items():
             seconds = model.warm_up()
             self.metrics.set_model_info(name, model.card.sha256)
+            self.metrics.start_model(name, CLASS_NAMES)
+            reference = reference_of(model.card.metadata, str(model.path))
+            if reference is not None:
+                self.metrics.set_reference(name, reference)
             log.info(
                 "model %s ready on %s (sha256 %s, warm-up %.3fs)",
                 name,
@@ -185,10 +199,11 @@ class FashionMNISTService:
     def _runner(self, name: str) -> Callable[[np.ndarray], np.ndarray]:
         model = self.models[name]
         metrics = self.metrics
+        low_confidence = SETTINGS.low_confidence
 
         def run(pixels: np.ndarray) -> np.ndarray:
             probabilities = model.predict(pixels)
-            metrics.observe_predictions(name, CLASS_NAMES, probabilities)
+            metrics.observe_predictions(name, CLASS_NAMES, probabilities, low_confidence)
             return probabilities
 
         return run

@@ -16,6 +16,8 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PREFIX = "FMNIST_"
+# Below this probability the predicted class is less likely than all the others together.
+DEFAULT_LOW_CONFIDENCE = 0.5
 RETIRED = {
     "BATCHING_MAX_LATENCY_MS": "the batcher keeps no latency budget any more; use "
     "FMNIST_BATCHING_MAX_WAIT_MS (how long a request may wait for others) and "
@@ -56,6 +58,8 @@ class ServiceSettings(BaseSettings):
     # Close a kept-alive connection after this many requests (0: never), so that clients
     # reconnect and connections keep being spread over the workers (nginx does the same).
     keepalive_requests: int = Field(100, ge=0, le=10_000_000)
+    # Answers whose confidence is below this are counted in fmnist_low_confidence_total.
+    low_confidence: float = Field(DEFAULT_LOW_CONFIDENCE, gt=0, le=1)
     access_log: bool = False  # BentoML's per-request access log line
     tracing: bool = False  # BentoML's OpenTelemetry spans on the prediction endpoints
     debug: bool = False  # tracebacks instead of one-line start-up errors

@@ -218,8 +218,13 @@ def test_export_run_writes_the_metadata_and_the_record(
 
     monkeypatch.setattr(export_mod, "export_onnx", fake_export)
     monkeypatch.setattr(export_mod, "check_parity", lambda *a, **k: ParityReport(4, 2e-6, 0))
+    reference = contract.reference_distribution(np.eye(10)[[0, 0, 3, 9]], CLASS_NAMES)
+    monkeypatch.setattr(export_mod, "reference_on", lambda path, images: reference)
+    added: dict[str, str] = {}
+    monkeypatch.setattr(export_mod, "add_metadata", lambda path, entries: added.update(entries))
     path = tmp_path / "baseline.onnx"
     record = export_run(run, path, np.zeros((4, 28, 28), np.uint8))
+    assert added == {"reference_distribution": reference.to_json()}
     assert record == {
         "model": "baseline",
         "path": str(path),
@@ -229,6 +234,7 @@ def test_export_run_writes_the_metadata_and_the_record(
         "parity_images": 4,
         "max_abs_logit_diff": 2e-6,
         "argmax_mismatches": 0,
+        "reference_images": 4,
     }
     # As export_onnx gets it (it writes str values as they are, the rest as JSON).
     assert written == {
@@ -268,6 +274,13 @@ def test_export_run_uses_the_chosen_weights_and_temperature(tmp_path: Path) -> N
         expected = RawPixelModel(net, temperature=2.0)(pixels)[0]
     got = onnx_session(tmp_path / "m.onnx").run(["logits"], {"pixels": pixels.numpy()})[0]
     np.testing.assert_allclose(got, expected.numpy(), atol=1e-4)  # best.pt, logits / 2
+    # The reference: the exported file's own answers on the images, as shares.
+    probs = onnx_session(tmp_path / "m.onnx").run(["probabilities"], {"pixels": pixels.numpy()})[0]
+    reference = contract.ReferenceDistribution.from_json(
+        meta["reference_distribution"], CLASS_NAMES
+    )
+    assert reference == contract.reference_distribution(probs, CLASS_NAMES)
+    assert reference.images == 3 and record["reference_images"] == 3
 
 
 class Payload:

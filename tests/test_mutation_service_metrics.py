@@ -14,6 +14,7 @@ import pytest
 from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from fmnist import contract
 from service import metrics as metrics_mod
 from service.metrics import ServiceMetrics, service_metrics
 
@@ -64,7 +65,28 @@ METRICS = {
         "Served models (value 1), with the sha256 of their ONNX file.",
         ("model", "sha256"),
     ),
+    "fmnist_low_confidence": (
+        "counter",
+        "Answers whose confidence is below FMNIST_LOW_CONFIDENCE, by model.",
+        ("model",),
+    ),
+    "fmnist_request_body_bytes": (
+        "histogram",
+        "Size of the request bodies the prediction routes read, by route path.",
+        ("path",),
+    ),
+    "fmnist_reference_class_share": (
+        "gauge",
+        "Share of the test set the model predicts as each class (the drift reference).",
+        ("model", "class_name"),
+    ),
+    "fmnist_reference_confidence_share": (
+        "gauge",
+        "Share of the model's test-set answers with confidence <= le (cumulative).",
+        ("model", "le"),
+    ),
 }
+BODY_BUCKETS = [256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216]
 # onnxruntime calls take ~0.1 ms to ~100 ms: buckets in seconds from 0.2 ms to 1 s.
 SECONDS_BUCKETS = [0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
 BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
@@ -125,6 +147,7 @@ def test_module_constants() -> None:
     assert list(metrics_mod.INFERENCE_BUCKETS) == SECONDS_BUCKETS
     assert list(metrics_mod.BATCH_BUCKETS) == BATCH_BUCKETS
     assert list(metrics_mod.CONFIDENCE_BUCKETS) == CONFIDENCE_BUCKETS
+    assert list(metrics_mod.BODY_BUCKETS) == BODY_BUCKETS
 
 
 def test_names_types_help_and_labels(metrics: ServiceMetrics) -> None:
@@ -135,14 +158,21 @@ def test_names_types_help_and_labels(metrics: ServiceMetrics) -> None:
     metrics.worker_requests.labels("3").inc()
     metrics.reject("r")
     metrics.set_model_info("m", "abc")
+    metrics.low_confidence.labels("m").inc()
+    metrics.observe_body("/p", 10)
+    metrics.set_reference("m", contract.reference_distribution(np.eye(10)[:1], CLASSES))
     families = exposition()
     assert set(families) == set(METRICS)
     for name, (kind, help_text, labels) in METRICS.items():
         got_kind, got_help, samples = families[name]
         assert (got_kind, got_help) == (kind, help_text), name
-        label_sets = {frozenset(s[1]) - {"le"} for s in samples if s[1]}
+        bucket = {"le"} if kind == "histogram" else set()
+        label_sets = {frozenset(s[1]) - bucket for s in samples if s[1]}
         assert label_sets == {frozenset(labels)}, name
     assert metrics.model_info._multiprocess_mode == "max"  # 1 with N workers, not N
+    # The same reference in every worker: read once, not summed over the workers.
+    assert metrics.reference_class_share._multiprocess_mode == "max"
+    assert metrics.reference_confidence._multiprocess_mode == "max"
 
 
 def test_histogram_buckets(metrics: ServiceMetrics) -> None:
@@ -221,3 +251,55 @@ def test_rejections_sheds_and_model_info(metrics: ServiceMetrics) -> None:
 
 def test_one_instance_per_process() -> None:
     assert service_metrics() is service_metrics()
+
+
+def test_low_confidence_counts_answers_strictly_below_the_threshold(
+    metrics: ServiceMetrics,
+) -> None:
+    probs = np.array(
+        [
+            [0.45, 0.35] + [0.025] * 8,  # 0.45: low at 0.5
+            [0.5, 0.3] + [0.025] * 8,  # 0.5: not below 0.5
+            [0.9, 0.1] + [0.0] * 8,
+        ]
+    )
+    metrics.observe_predictions("deeper", CLASSES, probs, low_confidence=0.5)
+    assert value("fmnist_low_confidence_total", model="deeper") == 1
+    metrics.observe_predictions("deeper", CLASSES, probs, low_confidence=0.95)
+    assert value("fmnist_low_confidence_total", model="deeper") == 4
+    metrics.observe_predictions("deeper", CLASSES, probs)  # the setting's default, 0.5
+    assert value("fmnist_low_confidence_total", model="deeper") == 5
+
+
+def test_start_model_puts_every_series_at_zero(metrics: ServiceMetrics) -> None:
+    metrics.start_model("baseline", CLASSES)
+    for name in CLASSES:
+        assert value("fmnist_predictions_total", model="baseline", class_name=name) == 0
+    assert value("fmnist_low_confidence_total", model="baseline") == 0
+    assert value("fmnist_shed_requests_total", model="baseline") == 0
+
+
+def test_reference_gauges(metrics: ServiceMetrics) -> None:
+    probs = np.eye(10)[[0, 0, 0, 9]] * 0.55 + 0.05  # confidence 0.6, classes 0 and 9
+    reference = contract.reference_distribution(probs, CLASSES)
+    metrics.set_reference("deeper", reference)
+    assert value("fmnist_reference_class_share", model="deeper", class_name="class0") == 0.75
+    assert value("fmnist_reference_class_share", model="deeper", class_name="class9") == 0.25
+    assert value("fmnist_reference_class_share", model="deeper", class_name="class4") == 0
+    # le written as the live confidence histogram writes it, so the two join on it.
+    metrics.observe_predictions("deeper", CLASSES, probs)
+    live = buckets("fmnist_prediction_confidence", model="deeper")
+    for le in CONFIDENCE_BUCKETS:
+        got = value("fmnist_reference_confidence_share", model="deeper", le=str(float(le)))
+        assert got == live[str(float(le))] / 4
+
+
+def test_body_sizes_by_path(metrics: ServiceMetrics) -> None:
+    metrics.observe_body("/classify", 900)
+    metrics.observe_body("/classify", 5000)
+    metrics.observe_body("/classify_npy", 800_000)
+    assert value("fmnist_request_body_bytes_count", path="/classify") == 2
+    assert value("fmnist_request_body_bytes_sum", path="/classify") == 5900
+    sizes = buckets("fmnist_request_body_bytes", path="/classify")
+    assert (sizes["256.0"], sizes["1024.0"], sizes["4096.0"], sizes["16384.0"]) == (0, 1, 1, 2)
+    assert value("fmnist_request_body_bytes_sum", path="/classify_npy") == 800_000

@@ -37,6 +37,7 @@ DEFAULTS = {
     "max_body_bytes": 10 * 1024 * 1024,
     "reuse_port": True,
     "keepalive_requests": 100,
+    "low_confidence": 0.5,
     "access_log": False,
     "tracing": False,
     "debug": False,
@@ -217,3 +218,15 @@ def test_settings_are_frozen() -> None:
     with pytest.raises(ValidationError):
         s.workers = 3  # type: ignore[misc]
     assert settings_mod.SettingsError.__mro__[1] is ValueError
+
+
+def test_low_confidence_is_a_probability_above_zero() -> None:
+    assert load_settings({"FMNIST_LOW_CONFIDENCE": "0.35"}).low_confidence == 0.35
+    assert load_settings({"FMNIST_LOW_CONFIDENCE": "1"}).low_confidence == 1.0
+    assert error_of({"FMNIST_LOW_CONFIDENCE": "0"}) == (
+        "FMNIST_LOW_CONFIDENCE='0': Input should be greater than 0"
+    )
+    assert error_of({"FMNIST_LOW_CONFIDENCE": "1.5"}) == (
+        "FMNIST_LOW_CONFIDENCE='1.5': Input should be less than or equal to 1"
+    )
+    assert settings_mod.DEFAULT_LOW_CONFIDENCE == 0.5

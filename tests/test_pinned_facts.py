@@ -84,9 +84,30 @@ def test_onnx_metadata_keys() -> None:
         "KEY_TRAINING_CONFIG": "training_config",
         "KEY_TEMPERATURE": "temperature",
         "KEY_WEIGHTS": "weights",
+        "KEY_REFERENCE": "reference_distribution",
     }
     assert contract.PROJECT_MARKER_KEY == "model_name"
-    assert sorted(contract.JSON_METADATA_KEYS) == ["class_names", "dataset_md5", "training_config"]
+    assert sorted(contract.JSON_METADATA_KEYS) == [
+        "class_names",
+        "dataset_md5",
+        "reference_distribution",
+        "training_config",
+    ]
+    # The service's confidence histogram and the reference share these bounds.
+    assert contract.CONFIDENCE_BUCKETS == (
+        0.1,
+        0.2,
+        0.3,
+        0.4,
+        0.5,
+        0.6,
+        0.7,
+        0.8,
+        0.9,
+        0.95,
+        0.99,
+        1.0,
+    )
 
 
 def test_ece_default_is_15_bins() -> None:

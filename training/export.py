@@ -8,6 +8,10 @@ The exported graph is the model contract, written down in ``fmnist.contract``: r
 (``metadata_props``, the contract's ``KEY_*`` names) holds the class names, model name,
 parameter count, accuracies, dataset checksums, code revision and torch version.
 
+The model's answers on the test set (predicted-class shares, confidence histogram) are
+recorded under ``contract.KEY_REFERENCE``: the reference the service exposes as
+``fmnist_reference_*`` gauges for the drift score (deploy/monitoring, docs/operations.md).
+
 Parity with PyTorch on the full test set (max |Δlogit| ≤ 1e-4, identical argmax) is part of
 the export: a file that fails it is deleted and the command exits non-zero.
 """
@@ -40,9 +44,12 @@ from fmnist.contract import (
     OUTPUT_NAMES,
     PIXEL_SCALE,
     PIXEL_SHIFT,
+    PROBABILITIES_NAME,
+    ReferenceDistribution,
     file_sha256,
     onnx_dir,
     onnx_filename,
+    reference_distribution,
 )
 from fmnist.dataset import CLASS_NAMES, DatasetError, load_test_set
 from fmnist.registry import model_names
@@ -157,6 +164,35 @@ def onnx_session(path: Path, threads: int = 0) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
+def add_metadata(path: Path, entries: dict[str, str]) -> Path:
+    """Add (or replace) ``metadata_props`` entries of an ONNX file, in place, atomically."""
+    proto = onnx.load(str(path))
+    kept = [(p.key, p.value) for p in proto.metadata_props if p.key not in entries]
+    del proto.metadata_props[:]
+    for key, value in [*kept, *entries.items()]:
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.checker.check_model(proto, full_check=True)
+    tmp_path = path.with_name(path.name + ".tmp")
+    onnx.save_model(proto, str(tmp_path), save_as_external_data=False)
+    os.replace(tmp_path, path)
+    return path
+
+
+def reference_on(path: Path, images: np.ndarray, batch: int = 1000) -> ReferenceDistribution:
+    """The exported model's answers (onnxruntime, as served) on uint8 images (N, 28, 28)."""
+    sess = onnx_session(path)
+    probabilities = np.concatenate(
+        [
+            sess.run(
+                [PROBABILITIES_NAME], {INPUT_NAME: images[i : i + batch, None].astype(np.float32)}
+            )[0]
+            for i in range(0, len(images), batch)
+        ]
+    )
+    return reference_distribution(probabilities, CLASS_NAMES)
+
+
 @torch.no_grad()
 def check_parity(
     path: Path, net: nn.Module, images: np.ndarray, batch: int = 1000, temperature: float = 1.0
@@ -210,6 +246,8 @@ def export_run(run_folder: Path, onnx_path: Path, images: np.ndarray) -> dict[st
             f"(max |Δlogit| {parity.max_abs_logit_diff:.2e}, tolerance {PARITY_TOLERANCE:g}; "
             f"{parity.argmax_mismatches} argmax mismatches); file removed"
         )
+    reference = reference_on(onnx_path, images)
+    add_metadata(onnx_path, {contract.KEY_REFERENCE: reference.to_json()})
     return {
         "model": name,
         "path": str(onnx_path),
@@ -219,6 +257,7 @@ def export_run(run_folder: Path, onnx_path: Path, images: np.ndarray) -> dict[st
         "parity_images": parity.images,
         "max_abs_logit_diff": parity.max_abs_logit_diff,
         "argmax_mismatches": parity.argmax_mismatches,
+        "reference_images": reference.images,
     }
 
 
