@@ -44,6 +44,8 @@ COPY --from=deps /opt/venv /opt/venv
 WORKDIR /app
 COPY fmnist/ fmnist/
 COPY service/ service/
+# The demo page's bundled examples (/ui), where the service looks for them.
+COPY docs/examples/*.png docs/examples/
 # Every exported model in the context: the service serves each file that carries the
 # project's metadata, under the name it records (FMNIST_MODELS restricts them).
 COPY ${MODEL_DIR}/*.onnx models/

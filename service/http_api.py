@@ -5,8 +5,9 @@
 
 Routes: ``POST /classify`` (multipart form or a raw image body), ``POST /classify_batch``
 (JSON), ``POST /classify_npy`` (multipart .npy), ``GET /models``, the Open Inference
-Protocol under ``/v2`` (service/v2.py), and ``GET /docs.json``, the OpenAPI document that
-BentoML's Swagger UI at ``/`` reads (service/api_spec.py). Model work goes to the backend,
+Protocol under ``/v2`` (service/v2.py), ``GET /docs.json``, the OpenAPI document that
+BentoML's Swagger UI at ``/`` reads (service/api_spec.py), and the demo page ``/ui``
+(service/ui/, a client of this API). Model work goes to the backend,
 whose micro-batchers (service/batching.py) merge concurrent requests.
 
 Every client mistake is answered ``{"error": reason, "detail": ...}`` with a 4xx, including
@@ -44,6 +45,7 @@ from service.endpoints import (
     v2_error,
 )
 from service.schemas import IMAGE_TYPES, BatchAnswer, ClassifyAnswer, ModelListing
+from service.ui import add_demo_page
 from service.validation import (
     InputError,
     decode_image,
@@ -301,4 +303,5 @@ def create_app(backend: Backend | None = None) -> FastAPI:
         return JSONResponse(spec[0])
 
     app.add_api_route("/docs.json", openapi_document, methods=["GET"], include_in_schema=False)
+    add_demo_page(app)
     return app
