@@ -4,6 +4,7 @@ no display needed). Each function writes one PNG and returns its path.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -15,7 +16,39 @@ from evaluation.metrics import ConfusedPair, ModelMetrics, Reliability
 from fmnist.dataset import CLASS_NAMES
 
 DPI = 110
-SHORT_NAMES = tuple(n.replace("T-shirt/top", "T-shirt") for n in CLASS_NAMES)
+MAX_CONFIDENCE_DECIMALS = 7  # float32 answers carry about 7 significant digits
+
+
+def confidence_label(p: float, extra_digits: int = 0) -> str:
+    """A confidence in percent with enough decimals to rank near-certain mistakes.
+
+    Two significant digits of what is left to the other classes (``1 − p``) stay visible,
+    plus ``extra_digits``: 0.9997 → "99.970%", 0.99999912 → "99.999912%", 0.62 → "62.0%".
+    Only an answer of exactly 1 (as far as the float32 the service sends can tell) reads
+    "100%".
+    """
+    if p >= 1.0:
+        return "100%"
+    gap = (1.0 - p) * 100  # percentage points left to the other classes
+    decimals = max(1, 1 - math.floor(math.log10(gap))) + extra_digits
+    decimals = min(MAX_CONFIDENCE_DECIMALS, decimals)
+    text = f"{p * 100:.{decimals}f}"
+    if float(text) >= 100:  # rounding at the cap reached 100: say "above" instead
+        return f">{100 - 10**-MAX_CONFIDENCE_DECIMALS:.{MAX_CONFIDENCE_DECIMALS}f}%"
+    return f"{text}%"
+
+
+def confidence_labels(values: Sequence[float] | np.ndarray) -> list[str]:
+    """:func:`confidence_label` of each value, with as many extra digits (the same for all)
+    as it takes for different confidences to read differently, up to the float32 limit."""
+    numbers = [float(v) for v in values]
+    labels: list[str] = []
+    for extra in range(MAX_CONFIDENCE_DECIMALS + 1):
+        labels = [confidence_label(v, extra) for v in numbers]
+        seen: dict[str, float] = {}
+        if all(seen.setdefault(text, v) == v for text, v in zip(labels, numbers, strict=True)):
+            break
+    return labels
 
 
 def _save(fig: Figure, path: Path) -> Path:
@@ -43,8 +76,8 @@ def confusion_heatmap(cm: np.ndarray, model: str, path: Path) -> Path:
                     fontsize=8,
                     color="white" if share[t, p] > 55 else "black",
                 )
-    ax.set_xticks(range(len(SHORT_NAMES)), SHORT_NAMES, rotation=45, ha="right")
-    ax.set_yticks(range(len(SHORT_NAMES)), SHORT_NAMES)
+    ax.set_xticks(range(len(CLASS_NAMES)), CLASS_NAMES, rotation=45, ha="right")
+    ax.set_yticks(range(len(CLASS_NAMES)), CLASS_NAMES)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ax.set_title(f"{model}: confusion matrix (row-normalised, %)")
@@ -72,12 +105,8 @@ def per_class_accuracy(
         zorder=3,
         label="study",
     )
-    low = min(
-        [study[n] * 100 for n in CLASS_NAMES]
-        + [c.accuracy * 100 for m in metrics.values() for c in m.per_class]
-    )
-    ax.set_ylim(max(0, low - 10), 100)
-    ax.set_xticks(x, SHORT_NAMES, rotation=30, ha="right")
+    ax.set_ylim(0, 100)  # from 0: a cut axis would make the gaps between classes look larger
+    ax.set_xticks(x, CLASS_NAMES, rotation=30, ha="right")
     ax.set_ylabel("accuracy on the class (%)")
     ax.set_title("Per-class accuracy")
     ax.grid(axis="y", alpha=0.3)
@@ -126,6 +155,20 @@ def _gallery_figure(cols: int, rows: int, lines: int, label_width: float = 0.0) 
     return Figure(figsize=(cols * 1.5 + label_width, rows * (32 + LINE_H * lines) * inch + 0.5))
 
 
+def most_confident_mistakes(
+    y_true: np.ndarray, y_pred: np.ndarray, confidence: np.ndarray, count: int = 24
+) -> tuple[np.ndarray, list[str]]:
+    """Test indices of the ``count`` most confident mistakes (most confident first) and
+    their tile titles: index, confidence (:func:`confidence_label`), true and predicted."""
+    wrong = np.flatnonzero(y_true != y_pred)
+    chosen = wrong[np.argsort(-confidence[wrong], kind="stable")][:count]
+    titles = [
+        f"#{i}  {shown}\ntrue: {CLASS_NAMES[y_true[i]]}\npred: {CLASS_NAMES[y_pred[i]]}"
+        for i, shown in zip(chosen, confidence_labels(confidence[chosen]), strict=True)
+    ]
+    return chosen, titles
+
+
 def mistakes_gallery(
     images: np.ndarray,
     y_true: np.ndarray,
@@ -137,13 +180,8 @@ def mistakes_gallery(
     cols: int = 8,
 ) -> Path:
     """The ``count`` mistakes the model was most sure of, most confident first."""
-    wrong = np.flatnonzero(y_true != y_pred)
-    chosen = wrong[np.argsort(-confidence[wrong], kind="stable")][:count]
+    chosen, titles = most_confident_mistakes(y_true, y_pred, confidence, count)
     fig = _gallery_figure(cols, max(1, -(-len(chosen) // cols)), 3)
-    titles = [
-        f"#{i}  {confidence[i]:.0%}\ntrue: {SHORT_NAMES[y_true[i]]}\npred: {SHORT_NAMES[y_pred[i]]}"
-        for i in chosen
-    ]
     _mosaic(fig.add_subplot(), images[chosen], titles, cols, 3)
     fig.suptitle(
         f"{model}: the {len(chosen)} most confident mistakes (test index, confidence)", fontsize=11
@@ -163,16 +201,18 @@ def confused_pair_gallery(
 ) -> Path:
     """One row per confused pair (true → predicted), its most confident examples."""
     fig = _gallery_figure(per_pair, max(1, len(pairs)), 1, label_width=1.2)
-    tiles, titles = [], []
+    tiles: list[np.ndarray] = []
+    titles: list[str] = []
     for pair in pairs:
         hits = np.flatnonzero((y_true == pair.true) & (y_pred == pair.predicted))
         chosen = hits[np.argsort(-confidence[hits], kind="stable")][:per_pair]
+        shown = confidence_labels(confidence[chosen])
         for slot in range(per_pair):  # a short row is padded with blanks
             i = chosen[slot] if slot < len(chosen) else None
             tiles.append(images[i] if i is not None else np.zeros((28, 28), np.uint8))
-            titles.append(f"#{i}  {confidence[i]:.0%}" if i is not None else "")
+            titles.append(f"#{i}  {shown[slot]}" if i is not None else "")
     labels = [
-        f"{SHORT_NAMES[p.true]}\n→ {SHORT_NAMES[p.predicted]}\n({p.count} images)" for p in pairs
+        f"{CLASS_NAMES[p.true]}\n→ {CLASS_NAMES[p.predicted]}\n({p.count} images)" for p in pairs
     ]
     _mosaic(fig.add_subplot(), np.asarray(tiles).reshape(-1, 28, 28), titles, per_pair, 1, labels)
     fig.suptitle(
@@ -203,7 +243,9 @@ def reliability_diagram(curves: Mapping[str, Reliability], path: Path) -> Path:
             alpha=0.75,
             label="accuracy in bin",
         )
-        top.plot(conf, acc, "o", color="tab:red", markersize=4, label="mean confidence in bin")
+        top.plot(
+            conf, acc, "o", color="tab:red", markersize=4, label="bin: mean confidence, accuracy"
+        )
         top.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
         top.set_xlim(0, 1)
         top.set_ylim(0, 1)
@@ -216,5 +258,5 @@ def reliability_diagram(curves: Mapping[str, Reliability], path: Path) -> Path:
             edges[:-1], share * 100, width=width, align="edge", color="tab:gray", edgecolor="black"
         )
         below.set_xlabel("confidence")
-        below.set_ylabel("% of images")
+        below.set_ylabel("% of images\nin the bin")
     return _save(fig, path)

@@ -10,9 +10,12 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loadtests.thresholds import AGGREGATED, SINGLE_NAME
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
 PLOT_NAME = "latency_vs_throughput.png"
@@ -53,40 +56,55 @@ def markdown_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_latency_vs_throughput(summary: dict[str, Any], path: Path) -> Path | None:
-    """Single-image p50/p95/p99 against images/s served, one point per user count."""
-    try:
-        import matplotlib
+def users_label(users: int) -> str:
+    return f"{users} user" if users == 1 else f"{users} users"
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        log.warning("matplotlib is not installed; no %s", path.name)
-        return None
+
+def latency_figure(summary: dict[str, Any]) -> Figure | None:
+    """Single-image p50/p95/p99 against images/s served, one point per user count; None
+    when no run has single-image requests."""
     runs = [r for r in summary["runs"] if SINGLE_NAME in r["rows"]]
     if not runs:
         return None
+    from matplotlib.figure import Figure  # the loadtest extra has it; the plot is optional
+
     rps = [images_per_second(r) for r in runs]
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig = Figure(figsize=(6.4, 4.2), layout="constrained")
+    ax = fig.add_subplot()
     for key, style in (("p50", "o-"), ("p95", "s--"), ("p99", "^-")):
         ax.plot(rps, [r["rows"][SINGLE_NAME][key] for r in runs], style, label=f"{key}")
     for r, x in zip(runs, rps, strict=True):
+        left = x == min(rps) and len(rps) > 1  # lines leave the leftmost point to the right
         ax.annotate(
-            f"{r['users']} users",
+            users_label(r["users"]),
             (x, r["rows"][SINGLE_NAME]["p99"]),
             textcoords="offset points",
-            xytext=(4, 6),
+            xytext=(-7 if left else 7, 0),
+            ha="right" if left else "left",
+            va="center",
             fontsize=8,
         )
+    # Room inside the axes for the labels beside the outermost points.
+    ax.margins(x=0.2, y=0.1)
     ax.set_xlabel("throughput: images classified per second (server, all requests)")
     ax.set_ylabel("single-image latency (POST /classify) [ms]")
     ax.set_yscale("log")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(title="percentile")
+    ax.legend(title="percentile", loc="lower right")
     ax.set_title("Latency versus throughput (locust, closed loop)")
-    fig.tight_layout()
+    return fig
+
+
+def plot_latency_vs_throughput(summary: dict[str, Any], path: Path) -> Path | None:
+    """:func:`latency_figure` as a PNG at ``path`` (None, and no file, without one)."""
+    try:
+        fig = latency_figure(summary)
+    except ImportError:
+        log.warning("matplotlib is not installed; no %s", path.name)
+        return None
+    if fig is None:
+        return None
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 

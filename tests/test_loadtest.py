@@ -193,6 +193,38 @@ def test_report_table_and_plot(passing_csv: Path, tmp_path: Path) -> None:
     assert (tmp_path / report.PLOT_NAME).stat().st_size > 1000
 
 
+def test_latency_plot_labels_every_point_inside_its_axes() -> None:
+    """One user is "1 user", and the label of the busiest point is not cut off."""
+    pytest.importorskip("matplotlib")
+    runs = [
+        {
+            "users": users,
+            "rows": {
+                thresholds.AGGREGATED: {"requests": rps * 45, "rps": rps},
+                thresholds.SINGLE_NAME: {"p50": p99 / 4, "p95": p99 / 2, "p99": p99},
+            },
+            "server": {"images": images * 45},
+        }
+        for users, rps, images, p99 in (
+            (1, 124.6, 2321, 11),
+            (8, 112.8, 2161, 340),
+            (32, 174.5, 3288, 710),
+            (64, 200.8, 3811, 1000),
+        )
+    ]
+    fig = report.latency_figure({"runs": runs})
+    assert fig is not None
+    fig.canvas.draw()
+    (ax,) = fig.axes
+    labels = [t for t in ax.texts]
+    assert [t.get_text() for t in labels] == ["1 user", "8 users", "32 users", "64 users"]
+    box = ax.get_window_extent()
+    for label in labels:
+        extent = label.get_window_extent()
+        assert box.x0 <= extent.x0 and extent.x1 <= box.x1, label.get_text()
+        assert box.y0 <= extent.y0 and extent.y1 <= box.y1, label.get_text()
+
+
 @pytest.mark.slow
 def test_short_load_test_against_a_real_service(
     onnx_models: dict[str, Path], synthetic_data_dir: Path, tmp_path: Path

@@ -7,10 +7,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from matplotlib.figure import Figure
+from matplotlib.text import Text
 from PIL import Image
 
+from fmnist.dataset import CLASS_NAMES
 from training.data import load_datasets
-from training.report import feature_maps, main, summary_table
+from training.report import (
+    curves_figure,
+    depth_comparison_figure,
+    feature_maps,
+    feature_maps_figure,
+    filters_figure,
+    main,
+    smoothed_loss_floor,
+    summary_table,
+)
 from training.train import TrainConfig, train_model
 
 
@@ -89,3 +101,101 @@ def test_summary_table_formats_minutes_and_study_rows() -> None:
     assert "| deeper | this project | 1,701,130 | 93.00 % (11) |" in table
     assert "**92.33 %** (final)" in table and "10.0 min (cpu)" in table
     assert "| deeper | study |" in table
+
+
+def _history(epochs: int = 20) -> list[dict[str, float]]:
+    rng = np.random.default_rng(0)
+    return [
+        {
+            "epoch": e,
+            "train_loss": 1.2 - 0.03 * e,
+            "train_acc": 0.7 + 0.01 * e,
+            "val_loss": 0.6 - 0.02 * e + rng.uniform(0, 0.01),
+            "val_acc": 0.8 + 0.005 * e,
+        }
+        for e in range(1, epochs + 1)
+    ]
+
+
+def _texts(fig: Figure) -> str:
+    """Every string drawn on the figure: titles, labels, legends, annotations."""
+    return "\n".join(t.get_text() for t in fig.findobj(Text))
+
+
+@pytest.mark.parametrize("epochs", [3, 7, 20])
+def test_epoch_axes_tick_whole_epochs(epochs: int) -> None:
+    fig = curves_figure("m", _history(epochs), {})
+    fig.canvas.draw()
+    for ax in fig.axes:
+        low, high = ax.get_xlim()
+        ticks = [t for t in ax.get_xticks() if low <= t <= high]
+        assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks), ticks
+
+
+def test_curves_say_when_the_training_loss_is_label_smoothed() -> None:
+    smoothed = _texts(curves_figure("improved", _history(), {"label_smoothing": 0.1}))
+    assert "label smoothing 0.1" in smoothed and "plain cross-entropy" in smoothed
+    assert "cannot fall below 0.50" in smoothed
+    plain = _texts(curves_figure("baseline", _history(), {"label_smoothing": 0.0}))
+    assert "smoothing" not in plain and "cross-entropy loss" in plain
+
+
+def test_smoothed_loss_floor_is_the_least_smoothed_cross_entropy() -> None:
+    import torch
+
+    floor = smoothed_loss_floor(0.1)
+    target = torch.tensor([3])
+    q = torch.full((1, 10), 0.01)
+    q[0, 3] = 0.91  # the smoothed target itself: the best a model can answer
+    best = torch.nn.functional.cross_entropy(q.log(), target, label_smoothing=0.1).item()
+    assert floor == pytest.approx(best, abs=1e-6) and 0.49 < floor < 0.51
+    logits = torch.randn(1000, 10) * 5
+    others = torch.nn.functional.cross_entropy(
+        logits, torch.randint(0, 10, (1000,)), label_smoothing=0.1, reduction="none"
+    )
+    assert others.min().item() > floor
+    assert smoothed_loss_floor(0.0) == 0.0
+
+
+def test_depth_comparison_holds_only_the_studys_models() -> None:
+    fig = depth_comparison_figure(
+        {"baseline": _history(), "deeper": _history(), "improved": _history()}
+    )
+    assert fig is not None
+    for ax in fig.axes:
+        names = [line.get_label().split(":")[0] for line in ax.get_lines()]
+        assert names == ["baseline", "deeper"]
+    assert depth_comparison_figure({"improved": _history()}) is None
+
+
+def test_filters_carry_their_colour_scale() -> None:
+    import torch
+
+    from training.models import build_model
+
+    torch.manual_seed(0)
+    net = build_model("baseline")
+    fig = filters_figure("baseline", net)
+    (colorbar,) = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    limit = float(net.features[0].weight.detach().abs().max())
+    assert colorbar.get_ylim() == pytest.approx((-limit, limit))
+    assert f"±{limit:.2f}" in _texts(fig)
+
+
+def test_feature_maps_of_a_deep_model_wrap_into_bands() -> None:
+    """improved has six conv layers: two bands of three, as wide as deeper's one band."""
+    import torch
+
+    from training.models import build_model
+
+    torch.manual_seed(0)
+    labels = np.arange(20) % 10
+    images = np.random.default_rng(0).integers(0, 256, (20, 28, 28), dtype=np.uint8)
+    deep = feature_maps_figure("improved", build_model("improved"), images, labels)
+    three = feature_maps_figure("deeper", build_model("deeper"), images, labels)
+    assert deep.get_figwidth() == three.get_figwidth() <= 18
+    assert deep.get_figheight() > 1.9 * three.get_figheight()
+    titles = [ax.get_title(loc="left") for ax in deep.axes if ax.get_title(loc="left")]
+    assert titles == [f"conv{i}" for i in range(1, 7)]
+    inputs = [ax.get_ylabel() for ax in deep.axes if ax.get_ylabel()]
+    assert inputs == list(CLASS_NAMES) * 2  # the contract's names, once per band

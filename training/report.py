@@ -4,10 +4,12 @@
 
 Writes, for the registered models that have a finished run (matplotlib's object API on
 the Agg canvas: no pyplot state, no display):
-  curves_MODEL.png         loss and accuracy per epoch, train vs validation
-  depth_comparison.png     validation accuracy and loss of all models on one figure
-  filters_MODEL.png        first-layer 3×3 convolution filters
-  feature_maps_MODEL.png   every conv layer's feature maps, one test image per class
+  curves_MODEL.png         loss and accuracy per epoch, train vs validation (a recipe with
+                           label smoothing or augmentation says how its training loss differs)
+  depth_comparison.png     validation accuracy and loss of the study's two models (2 vs 3 conv)
+  filters_MODEL.png        first-layer 3×3 convolution filters, with their colour scale
+  feature_maps_MODEL.png   conv layers' feature maps, one test image per class (layers wrap
+                           into bands of three so that deep models stay readable)
   summary.md, summary.json the study's summary table
 """
 
@@ -16,24 +18,30 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from torch import nn
 
 from fmnist.contract import ARTIFACTS_DIR, RESULTS_DIR
-from fmnist.dataset import CLASS_NAMES, DatasetError, load_test_set
-from fmnist.registry import model_names
+from fmnist.dataset import CLASS_NAMES, NUM_CLASSES, DatasetError, load_test_set
+from fmnist.registry import get_spec, model_names, study_models
 from fmnist.study import SUMMARY_TABLE as STUDY
 from training.data import add_dataset_arguments, scale_pixels
 from training.models import build_model, conv_layers
 from training.recipe import RegistryError, check_registry
 
 log = logging.getLogger(__name__)
+
+DPI = 110
+LAYERS_PER_BAND = 3  # feature maps: conv layers side by side before the figure wraps
 
 
 def load_run(run: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -42,54 +50,119 @@ def load_run(run: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     return summary, history
 
 
-def plot_curves(name: str, history: list[dict[str, Any]], path: Path) -> None:
+def _save(fig: Figure, path: Path, dpi: int = DPI) -> Path:
+    fig.savefig(path, dpi=dpi)
+    return path
+
+
+def smoothed_loss_floor(smoothing: float, classes: int = NUM_CLASSES) -> float:
+    """The least cross-entropy against label-smoothed targets: the targets' own entropy.
+
+    With smoothing ε the target puts 1 − ε + ε/K on the true class and ε/K on each other
+    one, so even a perfect model scores H(target) > 0 (0.50 for ε = 0.1, K = 10).
+    """
+    if smoothing <= 0:
+        return 0.0
+    true, other = 1 - smoothing + smoothing / classes, smoothing / classes
+    return float(-true * math.log(true) - (classes - 1) * other * math.log(other))
+
+
+def _epoch_axis(ax: Axes) -> None:
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
+    ax.set_xlabel("epoch")
+    ax.grid(alpha=0.3)
+
+
+def curves_figure(name: str, history: list[dict[str, Any]], config: dict[str, Any]) -> Figure:
+    """Loss and accuracy per epoch. ``config`` is the run's training config (summary.json):
+    with label smoothing or augmentation the training numbers are not the validation's kind,
+    and the figure says so instead of drawing them as one quantity."""
+    smoothing = float(config.get("label_smoothing") or 0.0)
+    augmented = bool(config.get("augment"))
     epochs = [h["epoch"] for h in history]
-    fig = Figure(figsize=(11, 4))
+    fig = Figure(figsize=(11, 4.6 if smoothing or augmented else 4), layout="constrained")
     ax_loss, ax_acc = fig.subplots(1, 2)
-    ax_loss.plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
-    ax_loss.plot(epochs, [h["val_loss"] for h in history], "s-", label="validation")
-    ax_loss.set(title=f"{name}: cross-entropy loss", xlabel="epoch", ylabel="loss")
-    ax_acc.plot(epochs, [100 * h["train_acc"] for h in history], "o-", label="train")
+    images = "augmented training images" if augmented else "training images"
+    if smoothing:
+        train_loss = f"train: cross-entropy with label smoothing {smoothing:g}, {images}"
+        loss_title = f"{name}: loss (train and validation are different losses)"
+    else:
+        train_loss = f"train: cross-entropy, {images}"
+        loss_title = f"{name}: cross-entropy loss"
+    ax_loss.plot(epochs, [h["train_loss"] for h in history], "o-", label=train_loss)
+    ax_loss.plot(
+        epochs, [h["val_loss"] for h in history], "s-", label="validation: plain cross-entropy"
+    )
+    if smoothing:
+        floor = smoothed_loss_floor(smoothing)
+        ax_loss.axhline(floor, color="tab:blue", ls=":", lw=1)
+        ax_loss.annotate(
+            f"least possible smoothed loss ({floor:.2f})",
+            (epochs[-1], floor),
+            xytext=(0, 4),
+            textcoords="offset points",
+            ha="right",
+            fontsize=8,
+            color="tab:blue",
+        )
+        ax_loss.set_ylim(bottom=0)
+    ax_loss.set(title=loss_title, ylabel="loss (mean per image)")
+    ax_acc.plot(epochs, [100 * h["train_acc"] for h in history], "o-", label=f"train ({images})")
     ax_acc.plot(epochs, [100 * h["val_acc"] for h in history], "s-", label="validation")
-    ax_acc.set(title=f"{name}: accuracy", xlabel="epoch", ylabel="accuracy (%)")
+    ax_acc.set(title=f"{name}: accuracy", ylabel="accuracy (%)")
     for ax in (ax_loss, ax_acc):
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+        _epoch_axis(ax)
+        ax.legend(fontsize=8)
+    if smoothing:
+        fig.suptitle(
+            "The training loss is measured against label-smoothed targets, so it cannot fall "
+            f"below {smoothed_loss_floor(smoothing):.2f};\nthe validation loss is plain "
+            "cross-entropy. Compare their trends, not their values.",
+            fontsize=9,
+        )
+    return fig
 
 
-def plot_depth_comparison(histories: dict[str, list[dict[str, Any]]], path: Path) -> None:
-    fig = Figure(figsize=(11, 4))
+def depth_comparison_figure(histories: dict[str, list[dict[str, Any]]]) -> Figure | None:
+    """Validation accuracy and loss of the study's models only: the study's depth question
+    (2 vs 3 conv layers, same recipe). Models beyond the study change far more than depth,
+    so they have their own curves_MODEL.png instead of a place here. None without any."""
+    study = {n: h for n, h in histories.items() if n in study_models()}
+    if not study:
+        return None
+    fig = Figure(figsize=(11, 4), layout="constrained")
     ax_acc, ax_loss = fig.subplots(1, 2)
-    for name, history in histories.items():
+    for name, history in study.items():
         epochs = [h["epoch"] for h in history]
-        ax_acc.plot(epochs, [100 * h["val_acc"] for h in history], "o-", label=name)
-        ax_loss.plot(epochs, [h["val_loss"] for h in history], "o-", label=name)
-    ax_acc.set(title="validation accuracy by depth", xlabel="epoch", ylabel="accuracy (%)")
-    ax_loss.set(title="validation loss by depth", xlabel="epoch", ylabel="loss")
+        label = f"{name}: {get_spec(name).summary}"
+        ax_acc.plot(epochs, [100 * h["val_acc"] for h in history], "o-", label=label)
+        ax_loss.plot(epochs, [h["val_loss"] for h in history], "o-", label=label)
+    ax_acc.set(title="validation accuracy by depth (the study's recipe)", ylabel="accuracy (%)")
+    ax_loss.set(title="validation loss by depth (cross-entropy)", ylabel="loss")
     for ax in (ax_acc, ax_loss):
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+        _epoch_axis(ax)
+        ax.legend(fontsize=8)
+    return fig
 
 
-def plot_filters(name: str, net: nn.Module, path: Path) -> None:
+def filters_figure(name: str, net: nn.Module) -> Figure:
+    """First-layer filters on one symmetric colour scale, with its colorbar."""
     weights = conv_layers(net)[0].weight.detach().cpu().numpy()[:, 0]  # (32, 3, 3)
     cols = 8
     rows = int(np.ceil(len(weights) / cols))
-    fig = Figure(figsize=(cols * 1.1, rows * 1.2))
+    fig = Figure(figsize=(cols * 1.1 + 1.2, rows * 1.2 + 0.6), layout="constrained")
     axes = fig.subplots(rows, cols)
     limit = float(np.abs(weights).max())
+    image = None
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < len(weights):
-            ax.imshow(weights[i], cmap="RdBu_r", vmin=-limit, vmax=limit)
+            image = ax.imshow(weights[i], cmap="RdBu_r", vmin=-limit, vmax=limit)
             ax.set_title(str(i), fontsize=7)
-    fig.suptitle(f"{name}: first-layer 3×3 filters (red +, blue −)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    if image is not None:
+        fig.colorbar(image, ax=axes, label="weight (one scale for all filters)", shrink=0.8)
+    fig.suptitle(f"{name}: first-layer 3×3 filters (red +, blue −; weights in ±{limit:.2f})")
+    return fig
 
 
 @torch.no_grad()
@@ -115,33 +188,57 @@ def feature_maps(net: nn.Module, image: np.ndarray) -> list[np.ndarray]:
     return captured
 
 
-def plot_feature_maps(
-    name: str, net: nn.Module, images: np.ndarray, labels: np.ndarray, path: Path, channels: int = 6
-) -> None:
-    """One row per class: the input, then ``channels`` maps of each conv layer."""
+def feature_maps_figure(
+    name: str, net: nn.Module, images: np.ndarray, labels: np.ndarray, channels: int = 6
+) -> Figure:
+    """One row per class: the input, then the ``channels`` most active maps of each conv
+    layer. At most :data:`LAYERS_PER_BAND` layers stand side by side; deeper models wrap
+    into further bands below, each with the inputs again, so the figure stays about as
+    wide as a 3-layer model's and its labels stay legible."""
     per_class = [int(np.flatnonzero(labels == c)[0]) for c in range(len(CLASS_NAMES))]
-    n_layers = len(conv_layers(net))
-    cols = 1 + n_layers * channels
-    fig = Figure(figsize=(cols * 0.9, len(per_class) * 0.95))
-    axes = fig.subplots(len(per_class), cols)
-    for row, idx in enumerate(per_class):
-        maps = feature_maps(net, images[idx])
-        axes[row, 0].imshow(images[idx], cmap="gray")
-        axes[row, 0].set_ylabel(CLASS_NAMES[labels[idx]], rotation=0, ha="right", fontsize=8)
-        for layer, fmap in enumerate(maps):
-            # Show the most active channels of this layer for this image.
-            top = np.argsort(fmap.reshape(len(fmap), -1).mean(1))[::-1][:channels]
-            for k, ch in enumerate(top):
-                ax = axes[row, 1 + layer * channels + k]
-                ax.imshow(fmap[ch], cmap="viridis")
-                if row == 0:
-                    ax.set_title(f"conv{layer + 1}" if k == 0 else "", fontsize=8, loc="left")
-        for ax in axes[row]:
+    maps = [feature_maps(net, images[i]) for i in per_class]
+    n_layers = len(maps[0])
+    bands = [
+        list(range(s, min(s + LAYERS_PER_BAND, n_layers)))
+        for s in range(0, n_layers, LAYERS_PER_BAND)
+    ]
+    cols = 1 + min(n_layers, LAYERS_PER_BAND) * channels
+    spacer = 0.7  # height of the gap between bands, in rows
+    ratios: list[float] = []
+    for b in range(len(bands)):
+        ratios += ([spacer] if b else []) + [1.0] * len(per_class)
+    fig = Figure(figsize=(cols * 0.9 + 0.6, sum(ratios) * 0.95 + 0.8))
+    grid = fig.add_gridspec(len(ratios), cols, height_ratios=ratios, wspace=0.08, hspace=0.12)
+    fig.subplots_adjust(
+        left=0.07, right=0.995, top=1 - 0.75 / (sum(ratios) * 0.95 + 0.8), bottom=0.01
+    )
+    top = 0
+    for band in bands:
+        for row, idx in enumerate(per_class):
+            ax = fig.add_subplot(grid[top + row, 0])
+            ax.imshow(images[idx], cmap="gray")
+            ax.set_ylabel(CLASS_NAMES[labels[idx]], rotation=0, ha="right", va="center", fontsize=9)
             ax.set_xticks([])
             ax.set_yticks([])
-    fig.suptitle(f"{name}: input and the {channels} most active feature maps of each conv layer")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+            if row == 0:
+                ax.set_title("input", fontsize=9)
+            for slot, layer in enumerate(band):
+                fmap = maps[row][layer]
+                # The most active channels of this layer for this image.
+                order = np.argsort(fmap.reshape(len(fmap), -1).mean(1))[::-1][:channels]
+                for k, ch in enumerate(order):
+                    ax = fig.add_subplot(grid[top + row, 1 + slot * channels + k])
+                    ax.imshow(fmap[ch], cmap="viridis", vmin=0)
+                    ax.axis("off")
+                    if row == 0 and k == 0:
+                        ax.set_title(f"conv{layer + 1}", fontsize=9, loc="left")
+        top += len(per_class) + 1
+    fig.suptitle(
+        f"{name}: input and the {channels} most active feature maps of each conv layer "
+        "(after ReLU; each map on its own scale, from 0 = dark to its maximum = yellow)",
+        fontsize=11,
+    )
+    return fig
 
 
 def summary_table(summaries: dict[str, dict[str, Any]]) -> str:
@@ -185,22 +282,30 @@ def write_report(
     test = load_test_set(data_dir, verify=verify)
     written = []
     for name, history in histories.items():
-        plot_curves(name, history, out / f"curves_{name}.png")
+        config = summaries[name].get("config", {})
+        written.append(_save(curves_figure(name, history, config), out / f"curves_{name}.png"))
         net = build_model(name)
         net.load_state_dict(
             torch.load(
                 artifacts / "runs" / name / "final.pt", map_location="cpu", weights_only=True
             )
         )
-        plot_filters(name, net, out / f"filters_{name}.png")
-        plot_feature_maps(name, net, test.images, test.labels, out / f"feature_maps_{name}.png")
-        written += [out / f"{p}_{name}.png" for p in ("curves", "filters", "feature_maps")]
-    plot_depth_comparison(histories, out / "depth_comparison.png")
+        written.append(_save(filters_figure(name, net), out / f"filters_{name}.png"))
+        written.append(
+            _save(
+                feature_maps_figure(name, net, test.images, test.labels),
+                out / f"feature_maps_{name}.png",
+                dpi=100,
+            )
+        )
+    depth = depth_comparison_figure(histories)
+    if depth is not None:
+        written.append(_save(depth, out / "depth_comparison.png"))
     (out / "summary.md").write_text(summary_table(summaries))
     (out / "summary.json").write_text(json.dumps(summaries, indent=2) + "\n")
     for name in histories:
         (out / f"history_{name}.json").write_text(json.dumps(histories[name], indent=2) + "\n")
-    return [*written, out / "depth_comparison.png", out / "summary.md", out / "summary.json"]
+    return [*written, out / "summary.md", out / "summary.json"]
 
 
 def main(argv: list[str] | None = None) -> int:
