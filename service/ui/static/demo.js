@@ -109,17 +109,20 @@
     }
   }
 
+  // A fresh <img> each time; one the browser cannot show (not an image) is taken away.
   function showPreview(blob, description) {
     const figure = $('preview');
-    let img = figure.querySelector('img');
-    if (!img) {
-      img = document.createElement('img');
-      figure.append(img);
-    }
+    figure.querySelector('img')?.remove();
     if (previewUrl) URL.revokeObjectURL(previewUrl);
     previewUrl = URL.createObjectURL(blob);
-    img.src = previewUrl;
+    const img = document.createElement('img');
     img.alt = `The image sent: ${description}`;
+    img.addEventListener('error', () => {
+      img.remove();
+      figure.hidden = true;
+    });
+    img.src = previewUrl;
+    figure.append(img);
     figure.hidden = false;
   }
 
