@@ -94,3 +94,16 @@ serve: setup  ## import artifacts/onnx into the BentoML model store and serve on
 
 seeds: setup  ## the improved recipe over 3 seeds: mean ± std (about 15 min a seed)
 	$(PY) -m training.seeds --model improved --seeds 42 1 2 --out $(ARTIFACTS) --results $(RESULTS)
+
+# The service on $(ARTIFACTS)/onnx (one worker, its own BENTOML_HOME, a free loopback port)
+# for as long as scripts/screenshots.py takes; stopped (its process group) however that ends.
+.PHONY: screenshots
+screenshots: setup  ## the demo page /ui and the evaluation report at 1400 and 390 px -> docs/images/*.png
+	@home=$$(mktemp -d); port=$$($(PY) -c 'from service.launch import free_port; print(free_port())'); \
+	FMNIST_MODEL_DIR=$(ARTIFACTS)/onnx FMNIST_WORKERS=1 BENTOML_HOME=$$home BENTOML_DO_NOT_TRACK=true \
+	  setsid .venv/bin/bentoml serve service.service:FashionMNISTService --host 127.0.0.1 \
+	  --port $$port > $$home/serve.log 2>&1 & pid=$$!; \
+	trap 'kill -TERM -- -'$$pid' 2>/dev/null; wait '$$pid'; rm -rf '$$home EXIT; \
+	$(PY) -m scripts.screenshots --url http://127.0.0.1:$$port \
+	  --report $(RESULTS)/evaluation/report.html --out docs/images \
+	  || { echo "--- the service's log:"; tail -n 20 $$home/serve.log; exit 1; }
