@@ -20,15 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from evaluation import plots
-from evaluation.document import Document, Image, to_html, to_markdown
+from evaluation.document import Document, to_html, to_markdown
 from evaluation.run import Evaluation, in_study
 from evaluation.sections import (
     against_the_study,
-    calibration,
-    confusions,
+    comparison,
     headline,
-    paired_test,
-    per_class,
+    per_model,
     serving_skew,
     summary,
     this_run,
@@ -152,11 +150,9 @@ def build_document(ev: Evaluation, figures: dict[str, str]) -> Document:
             summary.section(ev),
             headline.section(ev),
             against_the_study.section(ev),
-            paired_test.section(ev),
-            per_class.section(ev, figures),
-            calibration.section(ev, figures),
+            comparison.section(ev, figures),
+            *(per_model.section(ev, name, figures) for name in ev.models),
             serving_skew.section(ev),
-            confusions.section(ev, figures),
             this_run.section(ev),
         ],
     )
@@ -212,12 +208,7 @@ def write_report(ev: Evaluation, out: Path) -> Path:
         write_predictions_csv(ev, folder / "predictions.csv")
         (folder / "report.md").write_text(to_markdown(doc))
         (folder / "report.html").write_text(to_html(doc, folder))
-        missing = [
-            b.filename
-            for s in doc.sections
-            for b in s.blocks
-            if isinstance(b, Image) and not (folder / b.filename).is_file()
-        ]
+        missing = [i.filename for i in doc.images() if not (folder / i.filename).is_file()]
         if missing:
             raise ReportError(f"figures missing from the report folder: {missing}")
 

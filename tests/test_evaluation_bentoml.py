@@ -67,4 +67,4 @@ def test_fmnist_eval_against_bentoml_serve(
         assert m["served_model"]["test_accuracy"] == pytest.approx(0.1)
         assert m["throughput"]["requests"] == 4  # 200 images in batches of 64
     assert len(metrics["comparisons"]) == 1
-    assert "<h2>Serving skew</h2>" in (out / "report.html").read_text()
+    assert '<h2 id="serving-skew">Serving skew<' in (out / "report.html").read_text()

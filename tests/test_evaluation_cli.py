@@ -198,17 +198,19 @@ def test_cli_end_to_end_writes_a_complete_report(
     assert rows[1].startswith(f"0,baseline,{labels[0]},")
 
     html = (out / "report.html").read_text()
-    for heading in (
-        "Summary",
-        "Headline",
-        "Against the study",
-        "Do the models perform the same?",
-        "Per class",
-        "Calibration",
-        "Serving skew",
-        "Confusions and mistakes",
+    for level, anchor, heading in (
+        (2, "summary", "Summary"),
+        (2, "headline", "Headline"),
+        (2, "against-the-study", "Against the study"),
+        (2, "comparison-of-the-models", "Comparison of the models"),
+        (3, "do-the-models-perform-the-same", "Do the models perform the same?"),
+        (3, "calibration", "Calibration"),
+        (2, "model-baseline", "Model: baseline"),
+        (3, "deeper-most-confident-mistakes", "deeper: most confident mistakes"),
+        (2, "serving-skew", "Serving skew"),
     ):
-        assert f"<h2>{heading}</h2>" in html
+        assert f'<h{level} id="{anchor}">{heading}<' in html
+        assert f'href="#{anchor}"' in html  # listed in the contents
     assert html.count('src="data:image/png;base64,') == 8
     assert '.png"' not in html  # self-contained: no link to a file next to it
     assert "not the official Fashion-MNIST test set" in html

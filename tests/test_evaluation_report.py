@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from evaluation.client import ServedPredictions, parse_listing
-from evaluation.document import Bullets, Document, Image, Section, Table, to_html, to_markdown
-from evaluation.metrics import compare_models, model_metrics, serving_skew
+from evaluation.document import (
+    Bullets,
+    Document,
+    Image,
+    Section,
+    Table,
+    anchors,
+    slug,
+    to_html,
+    to_markdown,
+)
+from evaluation.metrics import compare_every_pair, compare_models, model_metrics, serving_skew
 from evaluation.report import ReportError, write_atomically, write_report
 from evaluation.run import DatasetInfo, Evaluation, ModelResult
 from evaluation.sections.paired_test import verdict
@@ -38,12 +49,12 @@ def test_markdown_and_html_say_the_same_things(tmp_path: Path) -> None:
         ],
     )
     md = to_markdown(doc)
-    assert md.startswith("# T\n\n## S\n\nplain **bold** <script>\n")
+    assert md.startswith("# T\n\n## Contents\n\n- [S](#s)\n\n## S\n\nplain **bold** <script>\n")
     assert "| a\\|b | c |\n|---|---|\n| 1 | 2 |" in md
-    assert "- x\n- y" in md and "![a figure](fig.png)" in md
+    assert "- x\n- y" in md and "[![a figure](fig.png)](fig.png)" in md
     html = to_html(doc, tmp_path)
     assert "plain <strong>bold</strong> &lt;script&gt;" in html and "<script>" not in html
-    assert "<th>a|b</th>" in html and "<caption>cap</caption>" in html
+    assert "<th>a|b</th>" in html and '<p class="caption">cap</p>' in html
     assert "<li>x</li><li>y</li>" in html
     assert 'src="data:image/png;base64,iVBORw0KGgo' in html and "fig.png" not in html
 
@@ -91,32 +102,44 @@ def _served(name: str, labels: np.ndarray, accuracy: float, seed: int) -> Served
     return ServedPredictions(name, pred, probs.max(1), probs, 0.5, 3)
 
 
-def _evaluation(n: int = 300, official: bool = True) -> Evaluation:
+def synthetic_evaluation(n: int = 300, official: bool = True, three: bool = False) -> Evaluation:
+    """baseline (90 % right, 20 epochs) and deeper (50 %, 3 epochs) on ``n`` random images,
+    baseline's skew checked and deeper's not; ``three`` adds improved (80 %, beyond the
+    study, temperature-scaled). What the report and browser tests render."""
     rng = np.random.default_rng(0)
     labels = np.arange(n) % 10
     images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
-    listing = parse_listing(
+    entries = [
         {
-            "models": [
-                {
-                    "name": "baseline",
-                    "parameters": 421642,
-                    "test_accuracy": 0.9,
-                    "metadata": {"training_config": json.dumps({"epochs": 20})},
-                    "sha256": "aa",
-                },
-                {
-                    "name": "deeper",
-                    "parameters": 1701130,
-                    "test_accuracy": 0.5,
-                    "metadata": {"training_config": {"epochs": 3}},
-                    "sha256": "bb",
-                },
-            ]
-        }
-    )
+            "name": "baseline",
+            "parameters": 421642,
+            "test_accuracy": 0.9,
+            "metadata": {"training_config": json.dumps({"epochs": 20})},
+            "sha256": "aa",
+        },
+        {
+            "name": "deeper",
+            "parameters": 1701130,
+            "test_accuracy": 0.5,
+            "metadata": {"training_config": {"epochs": 3}},
+            "sha256": "bb",
+        },
+    ]
+    accuracy = [("baseline", 0.9, 1), ("deeper", 0.5, 2)]
+    if three:
+        entries.append(
+            {
+                "name": "improved",
+                "parameters": 584618,
+                "test_accuracy": 0.8,
+                "metadata": {"temperature": "0.66"},
+                "sha256": "cc",
+            }
+        )
+        accuracy.append(("improved", 0.8, 3))
+    listing = parse_listing({"models": entries})
     models = {}
-    for name, acc, seed in (("baseline", 0.9, 1), ("deeper", 0.5, 2)):
+    for name, acc, seed in accuracy:
         s = _served(name, labels, acc, seed)
         skew = serving_skew(s.class_index, s.probabilities, s.probabilities, "aa", "aa")
         models[name] = ModelResult(
@@ -125,29 +148,23 @@ def _evaluation(n: int = 300, official: bool = True) -> Evaluation:
             model_metrics(labels, s.class_index, s.confidence, s.probabilities),
             listing.models[name],
             skew if name == "baseline" else None,
-            "" if name == "baseline" else "no local ONNX file x/deeper.onnx",
+            "" if name == "baseline" else f"no local ONNX file x/{name}.onnx",
         )
-    comparison = compare_models(
-        "baseline",
-        models["baseline"].served.class_index,
-        "deeper",
-        models["deeper"].served.class_index,
-        labels,
-    )
+    predictions = {name: r.served.class_index for name, r in models.items()}
     return Evaluation(
         "http://svc",
         DatasetInfo("/data", n, official, None),
         images,
         labels,
         models,
-        [comparison],
+        compare_every_pair(predictions, labels),
         "2026-01-01T00:00:00+00:00",
         "fmnist-eval ...",
     )
 
 
 def test_write_report_produces_every_file_and_section(tmp_path: Path) -> None:
-    ev = _evaluation()
+    ev = synthetic_evaluation()
     out = write_report(ev, tmp_path / "report")
     names = {p.name for p in out.iterdir()}
     assert {
@@ -212,3 +229,126 @@ def test_a_perfect_single_model_still_gets_a_report(tmp_path: Path) -> None:
     assert "| baseline | 100.00% [100.00%, 100.00%] |" in md
     assert "Only the first 50 test images were sent" in md
     assert "baseline: not checked (no --onnx-dir given)." in md
+
+
+def test_slug_is_githubs_heading_anchor() -> None:
+    assert slug("Do the models perform the same?") == "do-the-models-perform-the-same"
+    assert slug("Model: baseline") == "model-baseline"
+    assert slug("  Per-class accuracy side by side ") == "per-class-accuracy-side-by-side"
+    assert slug("Shirt accuracy [95% CI]") == "shirt-accuracy-95-ci"
+
+
+def test_anchors_are_unique_and_the_contents_link_to_them(tmp_path: Path) -> None:
+    (tmp_path / "f.png").write_bytes(PNG_1PX)
+    doc = Document(
+        "T",
+        [
+            Section("Contents", ["a section named like the contents"]),
+            Section("A", ["x"], [Section("Part", ["y"]), Section("Part", [Image("f.png", "c")])]),
+            Section("A", ["z"]),
+        ],
+    )
+    ids = anchors(doc)
+    assert sorted(ids.values()) == ["a", "a-1", "contents-1", "part", "part-1"]
+    md = to_markdown(doc)
+    assert "- [A](#a)\n  - [Part](#part)\n  - [Part](#part-1)\n- [A](#a-1)" in md
+    assert md.count("\n### Part\n") == 2 and md.count("\n## A\n") == 2
+
+    page = to_html(doc, tmp_path)
+    links = re.findall(r'href="#([^"]*)"', page)
+    targets = re.findall(r'id="([^"]*)"', page)
+    assert len(targets) == len(set(targets))  # ids are unique
+    assert set(links) <= set(targets) and set(ids.values()) <= set(links)
+    contents = page.split('<nav class="contents" id="contents"', 1)[1].split("</nav>", 1)[0]
+    assert re.findall(r'href="#([^"]*)"', contents) == ["contents-1", "a", "part", "part-1", "a-1"]
+    assert '<h3 id="part-1">Part<a class="anchor" href="#part-1"' in page
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in page
+    # The figure opens at full size: its image links to the figure itself, which CSS
+    # shows as an overlay while it is the URL's target; "close" leaves for its caption.
+    assert '<figure id="figure-1"><a class="close" href="#figure-1-caption">' in page
+    assert '<a class="open" href="#figure-1" title="open at full size"><img src="data:' in page
+    assert 'width="1" height="1"' in page
+    assert "figure:target {" in page and "<script" not in page
+
+
+def test_tables_scroll_in_their_own_box(tmp_path: Path) -> None:
+    doc = Document("T", [Section("S", [Table(["a"], [["1"]], "cap"), Table(["b"], [["2"]])])])
+    page = to_html(doc, tmp_path)
+    assert page.count('<div class="table-scroll"><table>') == 2
+    assert ".table-scroll { overflow-x: auto;" in page
+
+
+def test_each_model_has_its_own_section_with_its_figures_and_tables(tmp_path: Path) -> None:
+    ev = synthetic_evaluation(three=True)
+    out = write_report(ev, tmp_path / "r")
+    md = (out / "report.md").read_text()
+    tops = re.findall(r"^## (.+)$", md, flags=re.M)
+    assert tops == [
+        "Contents",
+        "Summary",
+        "Headline",
+        "Against the study",
+        "Comparison of the models",
+        "Model: baseline",
+        "Model: deeper",
+        "Model: improved",
+        "Serving skew",
+        "This run",
+    ]
+    comparison = md.split("\n## Comparison of the models\n")[1].split("\n## ")[0]
+    assert re.findall(r"^### (.+)$", comparison, flags=re.M) == [
+        "Do the models perform the same?",
+        "Per-class accuracy side by side",
+        "Calibration",
+    ]
+    assert "](per_class_accuracy.png)" in comparison and "](reliability.png)" in comparison
+    for name in ev.models:
+        own = md.split(f"\n## Model: {name}\n")[1].split("\n## ")[0]
+        assert re.findall(r"^### (.+)$", own, flags=re.M) == [
+            f"{name}: per class",
+            f"{name}: confusions",
+            f"{name}: most confident mistakes",
+        ]
+        figures = re.findall(r"\]\((\w+\.png)\)\]", own)
+        assert figures == [
+            f"confusion_{name}.png",
+            f"confused_pairs_{name}.png",
+            f"mistakes_{name}.png",
+        ]
+        shirt = ev.models[name].metrics.per_class[6]
+        assert f"| Shirt | 30 | {shirt.accuracy * 100:.1f}% |" in own
+        assert "| true class | predicted as | images | share of the true class |" in own
+        # Nothing of another model in this model's section.
+        assert not any(f"_{other}.png" in own for other in ev.models if other != name)
+    assert "| Shirt | 30 | 74.3% |" in md.split("\n## Model: improved\n")[0]  # study's beside
+    assert "study acc." not in md.split("\n## Model: improved\n")[1].split("\n## ")[0]
+
+
+def test_the_reliability_caption_describes_the_figure(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The caption once spoke of a green line the figure never had: hold it to the figure."""
+    from matplotlib.colors import to_hex
+
+    from evaluation import plots
+
+    drawn = {}
+    save = plots._save
+
+    def keep(fig, path):  # noqa: ANN001, ANN202
+        drawn[path.name] = fig
+        return save(fig, path)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    out = write_report(synthetic_evaluation(), tmp_path / "r")
+    top, below = drawn["reliability.png"].axes[:2]
+    colours = {to_hex(p.get_facecolor(), keep_alpha=False) for p in below.patches}
+    assert colours == {to_hex("tab:gray")}  # grey bars, the share of images
+    assert not below.get_lines()  # and no line at all
+    assert {to_hex(p.get_facecolor(), keep_alpha=False) for p in top.patches} == {
+        to_hex("tab:blue")
+    }
+    for name in ("report.md", "report.html"):
+        text = (out / name).read_text()
+        assert "green" not in text
+        assert "blue bars are the accuracy" in text and "grey bars are the share" in text

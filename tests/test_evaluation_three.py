@@ -63,7 +63,9 @@ def test_report_with_three_models(tmp_path: Path) -> None:
     for name in accuracy:
         assert f"\n| {name} | " in md.split("## Headline")[1].split("## ")[0]
     assert "| class | images | study acc. | baseline acc. | deeper acc. | improved acc. |" in md
-    assert "| class | baseline precision / F1 | deeper precision / F1 | improved precision" in md
+    for name in accuracy:  # precision and F1 in each model's own section
+        own = md.split(f"## Model: {name}")[1].split("\n## ")[0]
+        assert "| class | images | accuracy |" in own and "| precision | F1 |" in own
     # The study covers baseline and deeper only.
     study = md.split("## Against the study")[1].split("## ")[0]
     assert "\n| improved |" not in study and "\n| deeper |" in study

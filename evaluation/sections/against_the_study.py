@@ -65,8 +65,8 @@ def section(ev: Evaluation) -> Section:
         blocks.append(
             Bullets(
                 [
-                    f"**{n}** is {study.BEYOND}; its numbers are in the headline, per-class, "
-                    "calibration and comparison sections."
+                    f"**{n}** is {study.BEYOND}; its numbers are in the headline, the "
+                    "comparison of the models and its own section."
                     for n in beyond
                 ]
             )

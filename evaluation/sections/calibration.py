@@ -10,6 +10,13 @@ from evaluation.metrics import ECE_BINS
 from evaluation.run import Evaluation, ModelResult
 from evaluation.sections.formatting import pct
 
+RELIABILITY_CAPTION = (
+    "Reliability diagrams, one per model. Top: the blue bars are the accuracy of the answers "
+    "in each confidence bin, the red dots each bin's mean confidence (x) and accuracy (y); "
+    "bars below the dashed diagonal mean over-confidence. Bottom: the grey bars are the "
+    "share of the images that fall in each bin."
+)
+
 
 def _line(name: str, r: ModelResult) -> str:
     m = r.metrics
@@ -36,10 +43,6 @@ def section(ev: Evaluation, figures: dict[str, str]) -> Section:
             f"{ECE_BINS} equal-width bins; ECE is the image-weighted gap between each bin's "
             "accuracy and its mean confidence.",
             Bullets([_line(n, r) for n, r in ev.models.items()]),
-            Image(
-                figures["reliability"],
-                "Reliability diagrams: bars below the diagonal mean "
-                "over-confidence; the green line is the share of images per bin.",
-            ),
+            Image(figures["reliability"], RELIABILITY_CAPTION),
         ],
     )
