@@ -147,6 +147,7 @@ class FashionMNISTService:
         except STARTUP_ERRORS as exc:
             self._stop_server(str(exc))
         self.metrics = service_metrics()
+        self.metrics.worker_requests.labels(self.worker)  # at 0: a worker never used shows
         for name, model in self.models.items():
             seconds = model.warm_up()
             self.metrics.set_model_info(name, model.card.sha256)
