@@ -34,6 +34,14 @@ from tests import browser
 pytestmark = pytest.mark.slow
 
 WAIT_S = 30
+DROP_JS = """
+const [b64, name] = arguments;
+const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+const data = new DataTransfer();
+data.items.add(new File([bytes], name, {type: 'image/png'}));
+const drop = document.getElementById('drop');
+drop.dispatchEvent(new DragEvent('drop', {dataTransfer: data, bubbles: true, cancelable: true}));
+"""
 
 
 @pytest.fixture(scope="module")
@@ -118,9 +126,11 @@ def check_cards_show(driver: Chrome, answers: dict[str, dict[str, Any]]) -> None
 def check_page_health(driver: Chrome, server: str) -> None:
     assert browser.overflowing(driver) == []
     assert browser.broken_images(driver) == []
+    requested = browser.requests_made(driver)
+    assert {f"{server}/models", f"{server}/classify"} <= set(requested)  # the log is read
     foreign = [
         url
-        for url in browser.requests_made(driver)
+        for url in requested
         if not (url.startswith(server + "/") or url.startswith("blob:" + server + "/"))
     ]
     assert foreign == [], "the page asked something of another origin"
@@ -160,7 +170,9 @@ def test_an_example_and_an_uploaded_png_at_each_width(
         check_page_health(driver, server)
 
 
-def test_a_stroke_on_the_canvas_is_classified(server: str, served: list[str]) -> None:
+def test_a_stroke_on_the_canvas_and_a_dropped_file_are_classified(
+    server: str, served: list[str]
+) -> None:
     with browser.chromium(browser.DESKTOP) as driver:
         open_page(driver, server, served)
         pad = driver.find_element(By.ID, "pad")
@@ -185,6 +197,12 @@ def test_a_stroke_on_the_canvas_is_classified(server: str, served: list[str]) ->
         assert pixels[0, 0] == 0 and pixels[-1, -1] == 0 and (pixels > 200).sum() >= 20
         assert pixels[5, 10:18].min() > 200  # the top stroke, where it was drawn
         check_cards_show(driver, api_answers(server, served, png))
+        # A file dropped on the drop zone (the drag itself is the browser's; the drop event
+        # carries the file as it would).
+        dropped = (EXAMPLES_DIR / "sneaker.png").read_bytes()
+        driver.execute_script(DROP_JS, base64.b64encode(dropped).decode(), "dropped.png")
+        wait_for_status(driver, "“dropped.png”: classified by 3 models")
+        check_cards_show(driver, api_answers(server, served, dropped))
         check_page_health(driver, server)
 
 
@@ -209,3 +227,39 @@ def test_a_file_that_is_not_an_image_shows_the_apis_error(
             assert card.get_attribute("data-state") == "error"
             assert card.find_element(By.CSS_SELECTOR, ".failure").text == error.text
         check_page_health(driver, server)
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    with Image.open(path) as image:
+        return image.size
+
+
+def test_the_screenshots_script(
+    server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """scripts/screenshots.py (what `make screenshots` runs) against this server."""
+    from scripts import screenshots
+
+    report = tmp_path / "report.html"
+    report.write_text(
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1"><title>r</title>'
+        f"</head><body><h1>Report</h1><p>{'words ' * 3000}</p></body></html>"
+    )
+    out = tmp_path / "images"
+    argv = ["--url", server, "--report", str(report), "--out", str(out)]
+    assert screenshots.main([*argv, "--report-height", "700"]) == 0
+    sizes = {p.name: png_size(p) for p in out.glob("*.png")}
+    assert sizes.pop("report_desktop.png") == (browser.DESKTOP, 700)
+    assert sizes.pop("report_phone.png") == (browser.PHONE, 700)
+    assert {name: w for name, (w, _) in sizes.items()} == {
+        "ui_desktop.png": browser.DESKTOP,
+        "ui_phone.png": browser.PHONE,
+    }
+    assert "classified by 3 models" in capsys.readouterr().out
+    # A page laid out for a desktop only, and a page that cannot classify, are told apart.
+    report.write_text("<!doctype html><title>r</title><p>no viewport meta</p>")
+    warnings = screenshots.shoot_report(report, browser.PHONE, tmp_path / "r.png", 500)
+    assert warnings == ["laid out 980 px wide on a 390 px screen (no viewport meta?)"]
+    with pytest.raises(screenshots.ShotError, match="no bundled example 'nope.png'"):
+        screenshots.shoot_ui(server, "nope.png", browser.DESKTOP, tmp_path / "u.png")
