@@ -79,13 +79,15 @@ def wait_for_status(driver: Chrome, words: str) -> str:
     return str(driver.find_element(By.ID, "status").text)
 
 
-def api_answers(server: str, models: list[str], image: bytes) -> dict[str, dict[str, Any]]:
+def api_answers(
+    server: str, models: list[str], image: bytes, invert: bool = False
+) -> dict[str, dict[str, Any]]:
     answers = {}
     for model in models:
         resp = httpx.post(
             server + "/classify",
             files={"image": ("x.png", image, "image/png")},
-            data={"model": model},
+            data={"model": model, "invert": str(invert).lower()},
             timeout=30,
         )
         assert resp.status_code == 200, resp.text
@@ -170,6 +172,16 @@ def test_an_example_and_an_uploaded_png_at_each_width(
         check_page_health(driver, server)
 
 
+def canvas_png(driver: Chrome) -> bytes:
+    data_url = driver.execute_script("return document.getElementById('pad').toDataURL()")
+    return base64.b64decode(data_url.split(",", 1)[1])
+
+
+def canvas_pixels(driver: Chrome) -> np.ndarray:
+    with Image.open(io.BytesIO(canvas_png(driver))) as image:
+        return np.asarray(image.convert("L"))
+
+
 def test_a_stroke_on_the_canvas_and_a_dropped_file_are_classified(
     server: str, served: list[str]
 ) -> None:
@@ -190,19 +202,24 @@ def test_a_stroke_on_the_canvas_and_a_dropped_file_are_classified(
         )
         wait_for_status(driver, "your drawing: classified by 3 models")
         # What was sent is the canvas: 28 x 28, white strokes on black.
-        data_url = driver.execute_script("return document.getElementById('pad').toDataURL()")
-        png = base64.b64decode(data_url.split(",", 1)[1])
-        pixels = np.asarray(Image.open(io.BytesIO(png)).convert("L"))
+        png = canvas_png(driver)
+        pixels = canvas_pixels(driver)
         assert pixels.shape == (28, 28)
         assert pixels[0, 0] == 0 and pixels[-1, -1] == 0 and (pixels > 200).sum() >= 20
         assert pixels[5, 10:18].min() > 200  # the top stroke, where it was drawn
         check_cards_show(driver, api_answers(server, served, png))
+        driver.find_element(By.ID, "clear").click()
+        assert canvas_pixels(driver).max() == 0
         # A file dropped on the drop zone (the drag itself is the browser's; the drop event
         # carries the file as it would).
         dropped = (EXAMPLES_DIR / "sneaker.png").read_bytes()
         driver.execute_script(DROP_JS, base64.b64encode(dropped).decode(), "dropped.png")
         wait_for_status(driver, "“dropped.png”: classified by 3 models")
         check_cards_show(driver, api_answers(server, served, dropped))
+        # "invert" sends the same image again with invert=true.
+        driver.find_element(By.ID, "invert").click()
+        wait_for_status(driver, "“dropped.png” (inverted): classified by 3 models")
+        check_cards_show(driver, api_answers(server, served, dropped, invert=True))
         check_page_health(driver, server)
 
 

@@ -147,10 +147,11 @@
       showError('No served model to ask: the list of models did not load.');
       return;
     }
-    setStatus(`Classifying ${image.description}…`);
+    const invert = $('invert').checked;
+    const what = `${image.description}${invert ? ' (inverted)' : ''}`;
+    setStatus(`Classifying ${what}…`);
     for (const card of cards.values()) card.dataset.state = 'busy';
     const failures = new Set();
-    const invert = $('invert').checked;
     for (const [model, card] of cards) {
       let result;
       try {
@@ -169,8 +170,8 @@
     showError([...failures].join('\n'));
     setStatus(
       failures.size
-        ? `${image.description}: not classified.`
-        : `${image.description}: classified by ${cards.size} model${cards.size > 1 ? 's' : ''}.`,
+        ? `${what}: not classified.`
+        : `${what}: classified by ${cards.size} model${cards.size > 1 ? 's' : ''}.`,
     );
   }
 
