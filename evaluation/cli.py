@@ -7,8 +7,14 @@ Evaluates every model the service lists in ``GET /models`` (or those named with
 --models) and compares every pair of them (exact McNemar test, paired bootstrap). Sends
 the test images to ``POST /classify_npy``, scores what comes back, checks it against the
 same ONNX files run in-process (``--onnx-dir``), and writes OUT/report.html (one
-self-contained file), report.md, metrics.json, predictions.csv and PNG figures. OUT
-appears complete or not at all.
+self-contained file), report.md, metrics.json, predictions.csv and PNG figures.
+
+OUT appears complete or not at all: the report is written into a fresh folder next to OUT
+and renamed into place at the end, so a failed run leaves an earlier report in OUT as it
+was (and says so). A request that fails (no connection, no answer within --timeout, HTTP
+502/503/504) is tried again, each retry logged as a WARNING, up to --retries tries in all
+and --retry-for seconds: with the defaults, a service that accepts connections but never
+answers is given up on after about 30 seconds.
 
 Exit status: 0 done; 1 the service failed (unreachable after retries, refused a request,
 or broke the contract); 2 bad input (dataset missing, OUT not writable); 130 interrupted.
@@ -23,7 +29,7 @@ import sys
 from pathlib import Path
 
 from evaluation.client import RetryPolicy, ServiceError
-from evaluation.report import ReportError, write_report
+from evaluation.report import ReportError, earlier_report, write_report
 from evaluation.run import EvalConfig, evaluate
 from fmnist.dataset import DatasetError
 
@@ -35,6 +41,12 @@ def parse_args(argv: list[str] | None) -> EvalConfig:
     p = argparse.ArgumentParser(
         prog="fmnist-eval",
         description=__doc__.split("\n\n")[0],
+        epilog="A failed request (no connection, no answer within --timeout, HTTP "
+        "502/503/504) is tried again, each retry logged as a WARNING, up to --retries tries "
+        "in all and --retry-for seconds. With the defaults, a service that accepts "
+        f"connections but never answers is given up on after about {d.retry.deadline:g} "
+        "seconds. OUT is replaced only by a complete report; a failed run leaves an "
+        "earlier one as it was and says so.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--url", required=True, help="service base URL, e.g. http://127.0.0.1:3000")
@@ -60,12 +72,22 @@ def parse_args(argv: list[str] | None) -> EvalConfig:
     p.add_argument("--limit", type=int, default=d.limit, help="only the first N test images")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="images per request")
     p.add_argument("--concurrency", type=int, default=d.concurrency, help="requests in flight")
-    p.add_argument("--timeout", type=float, default=d.timeout, help="seconds per request")
+    p.add_argument(
+        "--timeout", type=float, default=d.timeout, help="seconds one try of a request may take"
+    )
     p.add_argument(
         "--retries",
         type=int,
         default=d.retry.attempts,
-        help="tries per request on connection errors and 502/503/504",
+        help="tries per request on connection errors, timeouts and 502/503/504",
+    )
+    p.add_argument(
+        "--retry-for",
+        type=float,
+        default=d.retry.deadline,
+        metavar="SECONDS",
+        help="most seconds one request may take, all its tries and waits included: how long "
+        "a service that accepts connections but never answers is waited for",
     )
     p.add_argument(
         "--backoff",
@@ -85,6 +107,9 @@ def parse_args(argv: list[str] | None) -> EvalConfig:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--seed", type=int, default=d.seed, help="bootstrap seed")
     a = p.parse_args(argv)
+    for flag, seconds in (("--timeout", a.timeout), ("--retry-for", a.retry_for)):
+        if not seconds > 0:
+            p.error(f"{flag} must be more than 0 seconds, got {seconds:g}")
     for flag, value in (
         ("--batch-size", a.batch_size),
         ("--concurrency", a.concurrency),
@@ -105,11 +130,24 @@ def parse_args(argv: list[str] | None) -> EvalConfig:
         batch_size=a.batch_size,
         concurrency=a.concurrency,
         timeout=a.timeout,
-        retry=RetryPolicy(attempts=a.retries, backoff=a.backoff, max_backoff=d.retry.max_backoff),
+        retry=RetryPolicy(
+            attempts=a.retries,
+            backoff=a.backoff,
+            max_backoff=d.retry.max_backoff,
+            deadline=a.retry_for,
+        ),
         verify=not (a.skip_checksums or a.no_verify),
         progress=not a.no_progress,
         seed=a.seed,
     )
+
+
+def left_behind(out: Path) -> str:
+    """What a failed run leaves in ``out``, so that nobody takes it for this run's report."""
+    created = earlier_report(out)
+    if created is None:
+        return "no report written"
+    return f"no report written: {out} still holds the earlier report of {created}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,13 +158,13 @@ def main(argv: list[str] | None = None) -> int:
         ev = evaluate(cfg, command)
         out = write_report(ev, cfg.out)
     except KeyboardInterrupt:
-        print("fmnist-eval: interrupted; no report written", file=sys.stderr)
+        print(f"fmnist-eval: interrupted; {left_behind(cfg.out)}", file=sys.stderr)
         return 130
     except (DatasetError, ReportError, OSError) as exc:
-        print(f"fmnist-eval: error: {exc}", file=sys.stderr)
+        print(f"fmnist-eval: error: {exc}; {left_behind(cfg.out)}", file=sys.stderr)
         return 2
     except ServiceError as exc:
-        print(f"fmnist-eval: error: {exc}", file=sys.stderr)
+        print(f"fmnist-eval: error: {exc}; {left_behind(cfg.out)}", file=sys.stderr)
         return 1
     for name, r in ev.models.items():
         acc = r.metrics.accuracy

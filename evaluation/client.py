@@ -6,9 +6,12 @@
 
 The test set travels as ``.npy`` batches (``POST /classify_npy``) with a few requests in
 flight at once over reused connections. Connection errors, timeouts and 502/503/504 are
-retried with exponential backoff a bounded number of times, then :class:`ServiceUnavailable`
-says so; any other 4xx/5xx stops at once with :class:`ServiceError` carrying the server's
-``error`` code and ``detail``. Answers are checked against the contract before use, so a
+retried with exponential backoff, each retry logged as a WARNING (what failed, when the
+next try is), within a bounded number of tries and a bounded time per request
+(:class:`RetryPolicy`), then :class:`ServiceUnavailable` says so: a service that accepts
+connections but never answers is given up on after ``RetryPolicy.deadline`` seconds. Any
+other 4xx/5xx stops at once with :class:`ServiceError` carrying the server's ``error`` code
+and ``detail``. Answers are checked against the contract before use, so a
 changed class order or a short answer can never be scored silently.
 """
 
@@ -49,11 +52,13 @@ class ServiceUnavailable(ServiceError):
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """``attempts`` tries in all; waits ``backoff * 2**i`` seconds (at most ``max_backoff``)."""
+    """At most ``attempts`` tries and ``deadline`` seconds per request, tries and waits
+    included; waits ``backoff * 2**i`` seconds between tries (at most ``max_backoff``)."""
 
     attempts: int = 5
     backoff: float = 0.5
     max_backoff: float = 8.0
+    deadline: float = 30.0
 
     def delay(self, attempt: int) -> float:
         return min(self.max_backoff, self.backoff * 2**attempt)
@@ -191,7 +196,7 @@ class ServiceClient:
         self,
         base_url: str,
         *,
-        timeout: float = 60.0,
+        timeout: float = 10.0,
         retry: RetryPolicy | None = None,
         concurrency: int = 4,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -201,9 +206,10 @@ class ServiceClient:
         self.base_url = base_url.rstrip("/")
         self.retry = retry or RetryPolicy()
         self.concurrency = concurrency
+        self.timeout = timeout
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+            timeout=_timeout(timeout),
             limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
             transport=transport,
         )
@@ -218,12 +224,26 @@ class ServiceClient:
         await self._http.aclose()
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """One call with bounded retries; returns only a 2xx response."""
-        last = ""
+        """One call with bounded retries; returns only a 2xx response.
+
+        Each try may take ``timeout`` seconds, never past the policy's deadline; a try that
+        could not start before the deadline is not made.
+        """
+        began = time.monotonic()
+        give_up_at = began + self.retry.deadline
+        last, tries = "", 0
         for attempt in range(self.retry.attempts):
+            limit = max(0.01, min(self.timeout, give_up_at - time.monotonic()))
             asked_wait = 0.0
+            tries += 1
             try:
-                response = await self._http.request(method, path, **kwargs)
+                # asyncio.timeout bounds the whole try; httpx's only each read or write.
+                async with asyncio.timeout(limit):
+                    response = await self._http.request(
+                        method, path, timeout=_timeout(limit), **kwargs
+                    )
+            except (TimeoutError, httpx.TimeoutException):
+                last = f"no answer within {limit:.1f} s"
             except httpx.TransportError as exc:
                 last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             else:
@@ -233,22 +253,26 @@ class ServiceClient:
                     raise _error_from(response, method, path)
                 last = f"HTTP {response.status_code} {_describe(response)}"
                 asked_wait = _retry_after(response)
-            if attempt + 1 < self.retry.attempts:
-                # An overloaded server may say how long to wait; never beyond max_backoff.
-                delay = max(self.retry.delay(attempt), min(asked_wait, self.retry.max_backoff))
-                log.info(
-                    "%s %s failed (%s); retry %d/%d in %.2fs",
-                    method,
-                    path,
-                    last,
-                    attempt + 1,
-                    self.retry.attempts - 1,
-                    delay,
-                )
-                await asyncio.sleep(delay)
+            if attempt + 1 == self.retry.attempts:
+                break
+            # An overloaded server may say how long to wait; never beyond max_backoff.
+            delay = max(self.retry.delay(attempt), min(asked_wait, self.retry.max_backoff))
+            if time.monotonic() + delay >= give_up_at:
+                break
+            log.warning(
+                "%s %s%s failed (%s); try %d of %d in %.2f s",
+                method,
+                self.base_url,
+                path,
+                last,
+                attempt + 2,
+                self.retry.attempts,
+                delay,
+            )
+            await asyncio.sleep(delay)
         raise ServiceUnavailable(
-            f"service at {self.base_url} unavailable: {method} {path} failed "
-            f"{self.retry.attempts} times, last: {last}"
+            f"service at {self.base_url} unavailable: {method} {path} failed {tries} times, "
+            f"last: {last} (gave up after {time.monotonic() - began:.1f} s)"
         )
 
     async def list_models(self) -> ModelListing:
@@ -301,6 +325,10 @@ class ServiceClient:
         return ServedPredictions(
             model, index, confidence, probs, time.perf_counter() - began, len(starts)
         )
+
+
+def _timeout(seconds: float) -> httpx.Timeout:
+    return httpx.Timeout(seconds, connect=min(seconds, 5.0))
 
 
 def _first_error(group: BaseExceptionGroup) -> BaseException:

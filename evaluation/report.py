@@ -158,6 +158,18 @@ def build_document(ev: Evaluation, figures: dict[str, str]) -> Document:
     )
 
 
+def earlier_report(folder: Path) -> str | None:
+    """When the report in ``folder`` was created (its metrics.json says), or None when
+    ``folder`` holds no evaluation report."""
+    try:
+        metrics = json.loads((folder / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(metrics, dict) or metrics.get("generator") != GENERATOR:
+        return None
+    return str(metrics.get("created") or "unknown date")
+
+
 def _looks_like_report(folder: Path) -> bool:
     if not any(folder.iterdir()):
         return True

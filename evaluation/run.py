@@ -54,7 +54,7 @@ class EvalConfig:
     limit: int | None = None
     batch_size: int = 500
     concurrency: int = 4
-    timeout: float = 60.0
+    timeout: float = 10.0  # seconds per try of one request
     retry: RetryPolicy = RetryPolicy()
     verify: bool = True  # check the test files' md5 against the official ones
     progress: bool = True

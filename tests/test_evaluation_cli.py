@@ -7,11 +7,17 @@ server on 127.0.0.1 that speaks docs/api.md with onnxruntime answers from the fi
 from __future__ import annotations
 
 import ast
+import asyncio
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +26,7 @@ import onnxruntime as ort
 import pytest
 
 from evaluation import cli
-from evaluation.client import RetryPolicy
+from evaluation.client import RetryPolicy, ServiceClient, ServiceUnavailable
 from evaluation.run import EvalConfig
 from fmnist.dataset import load_test_set
 
@@ -60,7 +66,7 @@ def test_cli_reports_an_unreachable_service_in_one_line(
     err = capsys.readouterr().err
     assert rc == 1
     assert err.count("\n") == 1 and "unavailable" in err and dead_url in err
-    assert "failed 2 times" in err
+    assert "failed 2 times" in err and err.endswith("; no report written\n")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -84,7 +90,121 @@ def test_cli_rejects_a_zero_batch_size(tmp_path: Path, capsys: pytest.CaptureFix
 
 def test_cli_defaults_are_the_config_defaults() -> None:
     assert cli.parse_args(["--url", "http://x", "--out", "r"]) == EvalConfig("http://x", Path("r"))
-    assert EvalConfig("u", Path("o")).retry == RetryPolicy(attempts=5, backoff=0.5, max_backoff=8)
+    assert EvalConfig("u", Path("o")).retry == RetryPolicy(
+        attempts=5, backoff=0.5, max_backoff=8, deadline=30
+    )
+    assert EvalConfig("u", Path("o")).timeout == 10
+
+
+def test_help_says_how_long_a_silent_service_is_waited_for(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    deadline = EvalConfig("u", Path("o")).retry.deadline
+    assert deadline < 60
+    assert (
+        f"a service that accepts connections but never answers is given up on after about "
+        f"{deadline:g} seconds" in text
+    )
+    assert "--retry-for SECONDS" in text
+
+
+@pytest.mark.parametrize("flag", ["--timeout", "--retry-for"])
+def test_cli_rejects_a_zero_time(
+    flag: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--url", "http://x", "--out", str(tmp_path / "r"), flag, "0"])
+    assert info.value.code == 2
+    assert f"{flag} must be more than 0 seconds, got 0" in capsys.readouterr().err
+
+
+@pytest.fixture
+def silent_url() -> Iterator[str]:
+    """A real TCP server on loopback that accepts every connection and never answers."""
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])  # keep it open, read nothing, say nothing
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(5)
+        for conn in held:
+            conn.close()
+        server.close()
+
+
+def test_the_retry_deadline_bounds_tries_that_would_each_wait_longer(silent_url: str) -> None:
+    """10 s per try and 5 tries would wait about a minute; the 1 s deadline ends it."""
+
+    async def go() -> None:
+        retry = RetryPolicy(attempts=5, backoff=0.05, max_backoff=0.05, deadline=1.0)
+        async with ServiceClient(silent_url, timeout=10.0, retry=retry) as client:
+            await client.list_models()
+
+    began = time.monotonic()
+    with pytest.raises(ServiceUnavailable, match=r"failed 1 times, last: no answer within 1\.0 s"):
+        asyncio.run(go())
+    assert time.monotonic() - began < 2.0
+
+
+def test_cli_gives_up_on_a_silent_service_in_time_and_keeps_the_earlier_report(
+    silent_url: str, synthetic_data_dir: Path, tmp_path: Path
+) -> None:
+    """The real command, as a user runs it: WARNING lines for the retries at the default
+    log level, then one error line within --retry-for, and the earlier report untouched."""
+    out = tmp_path / "eval"
+    out.mkdir()
+    earlier = {"generator": "fmnist-eval", "created": "2026-01-02T03:04:05+00:00"}
+    (out / "metrics.json").write_text(json.dumps(earlier))
+    (out / "report.html").write_text("<p>the earlier report</p>")
+    args = [
+        *("--url", silent_url, "--out", str(out), "--data-dir", str(synthetic_data_dir)),
+        *("--skip-checksums", "--no-progress", "--timeout", "0.5", "--retry-for", "2"),
+        *("--retries", "10", "--backoff", "0.1"),
+    ]
+    began = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "evaluation.cli", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    elapsed = time.monotonic() - began
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.splitlines()
+    errors = [line for line in lines if line.startswith("fmnist-eval: error:")]
+    assert len(errors) == 1 and lines[-1] == errors[0], proc.stderr
+    assert f"service at {silent_url} unavailable: GET /models failed" in errors[0]
+    assert "no answer within 0.5 s" in errors[0]
+    assert f"{out} still holds the earlier report of 2026-01-02T03:04:05+00:00" in errors[0]
+    retries = [line for line in lines if " WARNING " in line]
+    assert len(retries) >= 2 and len(retries) == len(lines) - 1, proc.stderr
+    assert all(f"GET {silent_url}/models failed (" in line for line in retries)
+    assert "try 2 of 10 in 0.10 s" in retries[0] and "try 3 of 10 in 0.20 s" in retries[1]
+    # Gave up within --retry-for (2 s), not after 10 tries of 0.5 s and their waits (~55 s);
+    # the rest of the wall time is the interpreter starting and loading the test set.
+    gave_up = re.search(r"\(gave up after ([0-9.]+) s\)", errors[0])
+    assert gave_up and 1.0 <= float(gave_up.group(1)) <= 2.1, errors[0]
+    assert elapsed < 2 + 15
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["eval"]  # no partial folder left
+    assert json.loads((out / "metrics.json").read_text()) == earlier
+    assert (out / "report.html").read_text() == "<p>the earlier report</p>"
 
 
 def test_skip_checksums_and_its_deprecated_alias(capsys: pytest.CaptureFixture[str]) -> None:

@@ -7,6 +7,7 @@ Fast tests use a closed loopback port or httpx's MockTransport; the slow ones ta
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -56,6 +57,25 @@ def test_client_gives_up_on_a_closed_port_after_bounded_retries(dead_url: str) -
     with pytest.raises(ServiceUnavailable, match=r"GET /models failed 3 times.*Connect"):
         asyncio.run(go())
     assert time.perf_counter() - began < 2.0
+
+
+def test_every_retry_is_a_warning_saying_what_failed_and_when_the_next_try_is(
+    dead_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def go() -> None:
+        async with ServiceClient(dead_url, retry=RetryPolicy(3, 0.01, 0.02)) as client:
+            await client.list_models()
+
+    with (
+        caplog.at_level(logging.WARNING, logger="evaluation.client"),
+        pytest.raises(ServiceUnavailable, match="failed 3 times"),
+    ):
+        asyncio.run(go())
+    messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(messages) == 2  # three tries, two retries
+    assert messages[0].startswith(f"GET {dead_url}/models failed (Connect")
+    assert messages[0].endswith("; try 2 of 3 in 0.01 s")
+    assert messages[1].endswith("; try 3 of 3 in 0.02 s")
 
 
 def test_client_gives_up_on_a_service_that_stays_overloaded() -> None:

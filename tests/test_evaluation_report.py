@@ -22,7 +22,7 @@ from evaluation.document import (
     to_markdown,
 )
 from evaluation.metrics import compare_every_pair, compare_models, model_metrics, serving_skew
-from evaluation.report import ReportError, write_atomically, write_report
+from evaluation.report import ReportError, earlier_report, write_atomically, write_report
 from evaluation.run import DatasetInfo, Evaluation, ModelResult
 from evaluation.sections.paired_test import verdict
 
@@ -67,6 +67,27 @@ def test_write_atomically_leaves_nothing_when_filling_fails(tmp_path: Path) -> N
     with pytest.raises(KeyboardInterrupt):
         write_atomically(tmp_path / "out", fill)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_write_leaves_the_earlier_report_as_it_was(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    earlier = json.dumps({"generator": "fmnist-eval", "created": "2026-01-01T00:00:00+00:00"})
+    (out / "metrics.json").write_text(earlier)
+    (out / "report.html").write_text("earlier")
+
+    def fill(folder: Path) -> None:
+        (folder / "metrics.json").write_text("{}")
+        (folder / "report.html").write_text("half of the new one")
+        raise ReportError("figures missing")
+
+    with pytest.raises(ReportError):
+        write_atomically(out, fill)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert (out / "metrics.json").read_text() == earlier
+    assert (out / "report.html").read_text() == "earlier"
+    assert earlier_report(out) == "2026-01-01T00:00:00+00:00"
+    assert earlier_report(tmp_path) is None  # no metrics.json: not a report
 
 
 def test_write_atomically_replaces_an_earlier_report_only(tmp_path: Path) -> None:
