@@ -107,3 +107,11 @@ screenshots: setup  ## the demo page /ui and the evaluation report at 1400 and 3
 	$(PY) -m scripts.screenshots --url http://127.0.0.1:$$port \
 	  --report $(RESULTS)/evaluation/report.html --out docs/images \
 	  || { echo "--- the service's log:"; tail -n 20 $$home/serve.log; exit 1; }
+
+.PHONY: monitoring-manifests dashboard-png
+monitoring-manifests:  ## deploy/monitoring/operator/prometheusrule.yaml from deploy/monitoring/rules.yaml
+	$(PY) scripts/monitoring_manifests.py
+
+DASHBOARD_ARGS ?=
+dashboard-png: setup  ## docs/images/dashboard.png: the dashboard's queries drawn from a real run (~3 min)
+	$(PY) -m loadtests.dashboard --onnx-dir $(ARTIFACTS)/onnx --out docs/images/dashboard.png $(DASHBOARD_ARGS)
