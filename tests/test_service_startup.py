@@ -59,6 +59,7 @@ def serve_expecting_failure(env: dict[str, str], timeout_s: float = 60) -> tuple
         ("corrupt_model", "deeper.onnx cannot be loaded by onnxruntime"),
         ("missing_provider", "FMNIST_ORT_PROVIDER=cuda but this onnxruntime offers only"),
         ("bad_setting", "FMNIST_WORKERS='two': Input should be a valid integer"),
+        ("bad_low_confidence", "FMNIST_LOW_CONFIDENCE='1.5': Input should be less than or equal"),
         ("retired_setting", "FMNIST_BATCHING_MAX_LATENCY_MS is no longer read"),
         ("empty_store", "run `python -m service.import_models --onnx-dir artifacts/onnx` first"),
         ("empty_folder", "holds no exported model"),
@@ -82,6 +83,8 @@ def test_a_bad_start_exits_at_once_with_one_line(
         env["FMNIST_ORT_PROVIDER"] = "cuda"
     elif case == "bad_setting":
         env["FMNIST_WORKERS"] = "two"
+    elif case == "bad_low_confidence":
+        env["FMNIST_LOW_CONFIDENCE"] = "1.5"
     elif case == "retired_setting":
         env["FMNIST_BATCHING_MAX_LATENCY_MS"] = "500"
     elif case == "empty_store":
