@@ -99,7 +99,7 @@ MUTANTS = [
         "INFERENCE_BUCKETS = (0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)",
     ),
     ("service/metrics.py", "256, 512, 1024)", "256, 512)"),
-    ("service/metrics.py", "0.9, 0.95, 0.99, 1.0)", "0.9, 1.0)"),
+    ("fmnist/contract.py", "0.9, 0.95, 0.99, 1.0)", "0.9, 1.0)"),  # CONFIDENCE_BUCKETS
     ("service/metrics.py", "@functools.cache\n", ""),
     # evaluation/metrics.py: the report's fixed choices, the properties.
     ("evaluation/metrics.py", "ALPHA = 0.05", "ALPHA = 0.01"),
