@@ -83,6 +83,7 @@ def _startup() -> tuple[ServiceSettings, list[ModelSource], list[str]]:
             where = "the BentoML model store"
         settings.choose_default(tuple(s.name for s in sources), where)
         providers = choose_providers(settings.ort_provider)
+        warnings = []
         if not _is_worker():
             # bentoml serve / build, before any worker: load every file once, so that a
             # corrupt file or a broken contract stops the command here.
@@ -94,10 +95,12 @@ def _startup() -> tuple[ServiceSettings, list[ModelSource], list[str]]:
                     path, _, _ = onnx_path_of(bentoml.models.get(source.store_tag))
                 model = OnnxModel(source.name, path, 1, 1, providers)
                 if reference_of(model.card.metadata, str(path)) is None:
-                    warning = missing_reference_warning(source.name, str(path))
-                    print(f"fmnist-service: warning: {warning}", file=sys.stderr, flush=True)
+                    warnings.append(missing_reference_warning(source.name, str(path)))
     except STARTUP_ERRORS as exc:
         _fail(str(exc), debug)
+    # Only a start that goes on warns: a failed one says its one line and nothing else.
+    for warning in warnings:
+        print(f"fmnist-service: warning: {warning}", file=sys.stderr, flush=True)
     return settings, sources, providers
 
 

@@ -187,6 +187,15 @@ def test_connections_opened_at_once_are_spread_over_both_workers(
     # often landed on one worker. SO_REUSEPORT hashes them over both; the chance that one
     # worker still gets more than 80 % of 32 random connections is below 1e-3.
     assert max(served.values()) / total <= 0.8, served
+    # The fixture's files carry no test-set reference: a start that goes on says so, once
+    # per model, and still serves them.
+    warnings = [
+        line
+        for line in (tmp_path / "serve.log").read_text().splitlines()
+        if line.startswith("fmnist-service: warning:")
+    ]
+    assert len(warnings) == 2 and all("'reference_distribution'" in w for w in warnings)
+    assert {w.split()[3] for w in warnings} == {"baseline", "deeper"}, warnings
 
 
 @pytest.mark.slow
