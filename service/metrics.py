@@ -124,6 +124,35 @@ class ServiceMetrics:
 
         return observe
 
+    def prediction_observer(
+        self,
+        model: str,
+        class_names: Sequence[str],
+        low_confidence: float = DEFAULT_LOW_CONFIDENCE,
+    ) -> Callable[[np.ndarray], None]:
+        """For the model's runner: count predicted classes, record confidences and count
+        those < ``low_confidence``, for each (N, 10) batch of probabilities.
+
+        The labelled series are looked up once, not per batch: on a 64-image request this
+        bookkeeping is a few per cent of a worker's time (py-spy, docs/performance.md)."""
+        per_class = [self.predictions.labels(model, name) for name in class_names]
+        confidence = self.confidence.labels(model)
+        low = self.low_confidence.labels(model)
+
+        def observe(probabilities: np.ndarray) -> None:
+            top = probabilities.argmax(axis=1)
+            counts = np.bincount(top, minlength=len(per_class))
+            for index in np.flatnonzero(counts).tolist():
+                per_class[index].inc(int(counts[index]))
+            confidences = probabilities.max(axis=1)
+            for value in confidences.tolist():
+                confidence.observe(value)
+            below = int(np.count_nonzero(confidences < low_confidence))
+            if below:
+                low.inc(below)
+
+        return observe
+
     def observe_predictions(
         self,
         model: str,
@@ -131,18 +160,8 @@ class ServiceMetrics:
         probabilities: np.ndarray,
         low_confidence: float = DEFAULT_LOW_CONFIDENCE,
     ) -> None:
-        """Count predicted classes, record confidences and count those < ``low_confidence``
-        for (N, 10) probabilities."""
-        top = probabilities.argmax(axis=1)
-        for index, count in zip(*np.unique(top, return_counts=True), strict=True):
-            self.predictions.labels(model, class_names[int(index)]).inc(int(count))
-        confidence = self.confidence.labels(model)
-        values = probabilities.max(axis=1).tolist()
-        for value in values:
-            confidence.observe(value)
-        low = sum(value < low_confidence for value in values)
-        if low:
-            self.low_confidence.labels(model).inc(low)
+        """:meth:`prediction_observer` for one batch."""
+        self.prediction_observer(model, class_names, low_confidence)(probabilities)
 
     def start_model(self, model: str, class_names: Sequence[str]) -> None:
         """Every per-model counter at 0 from the start, so that rates and shares over them

@@ -202,12 +202,11 @@ class FashionMNISTService:
 
     def _runner(self, name: str) -> Callable[[np.ndarray], np.ndarray]:
         model = self.models[name]
-        metrics = self.metrics
-        low_confidence = SETTINGS.low_confidence
+        observe = self.metrics.prediction_observer(name, CLASS_NAMES, SETTINGS.low_confidence)
 
         def run(pixels: np.ndarray) -> np.ndarray:
             probabilities = model.predict(pixels)
-            metrics.observe_predictions(name, CLASS_NAMES, probabilities, low_confidence)
+            observe(probabilities)
             return probabilities
 
         return run

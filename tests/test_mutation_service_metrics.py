@@ -229,7 +229,11 @@ def test_predictions_count_the_argmax_class_and_record_its_probability(
         for s in exposition()["fmnist_predictions"][2]
         if s[0] == "fmnist_predictions_total" and s[1]["model"] == "deeper"
     ]
-    assert len(counted) == 3  # no series for classes never predicted
+    # Every class has its series (a class never predicted counts 0, the drift rule's share
+    # needs it), and only the predicted ones moved.
+    assert {s[1]["class_name"]: s[2] for s in counted} == {
+        name: {"class0": 1, "class1": 2, "class9": 1}.get(name, 0) for name in CLASSES
+    }
     assert value("fmnist_prediction_confidence_count", model="deeper") == 4
     assert value("fmnist_prediction_confidence_sum", model="deeper") == pytest.approx(3.15)
     conf = buckets("fmnist_prediction_confidence", model="deeper")
