@@ -169,8 +169,18 @@ bad=$(curl -s -o /dev/null -w '%{http_code}' -F "image=@build/smoke.png" -F "mod
 [ "$bad" = 404 ] || die "unknown model answered $bad, expected 404"
 say "unknown model -> 404"
 
+# The demo page works offline: the page, its script and a bundled example come from the image.
+page=$(curl -sf "$URL/ui") || die "GET /ui failed"
+example=$(grep -o 'ui/examples/[a-z_]*\.png' <<<"$page" | head -1)
+[ -n "$example" ] || die "/ui lists no bundled example"
+for path in ui/static/demo.js ui/static/demo.css "$example"; do
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/$path")" = 200 ] || die "GET /$path is not 200"
+done
+say "demo page /ui, its script and $example served"
+
 metrics=$(curl -sf "$URL/metrics") || die "GET /metrics failed"
-for series in fmnist_predictions_total fmnist_inference_seconds_count fmnist_model_info; do
+for series in fmnist_predictions_total fmnist_inference_seconds_count fmnist_model_info \
+              fmnist_reference_class_share; do
   grep -q "^$series" <<<"$metrics" || die "/metrics lacks $series"
 done
 say "/metrics: $(grep -c '^fmnist_' <<<"$metrics") fmnist_* samples, e.g. $(grep -m1 '^fmnist_predictions_total' <<<"$metrics")"

@@ -13,7 +13,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 PREFIX = "FMNIST_"
 # Below this probability the predicted class is less likely than all the others together.
@@ -130,6 +135,22 @@ def describe_error(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+class _GivenSettings(ServiceSettings):
+    """ServiceSettings from the mapping given to :func:`load_settings` alone: no value is
+    filled in from the process environment (pydantic-settings reads it by default)."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
 def load_settings(env: dict[str, str] | None = None) -> ServiceSettings:
     """Settings from ``env`` (default: the process environment), or a one-line SettingsError."""
     import os
@@ -144,7 +165,7 @@ def load_settings(env: dict[str, str] | None = None) -> ServiceSettings:
         if key.startswith(PREFIX) and key[len(PREFIX) :].lower() in ServiceSettings.model_fields
     }
     try:
-        # Values are passed explicitly so that ``env`` (tests) wins over the process's own.
-        return ServiceSettings.model_validate(values) if env is not None else ServiceSettings()
+        # A given ``env`` is the whole environment: nothing comes from the process's own.
+        return _GivenSettings.model_validate(values) if env is not None else ServiceSettings()
     except ValidationError as exc:
         raise SettingsError(describe_error(exc)) from None

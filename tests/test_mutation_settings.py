@@ -230,3 +230,12 @@ def test_low_confidence_is_a_probability_above_zero() -> None:
         "FMNIST_LOW_CONFIDENCE='1.5': Input should be less than or equal to 1"
     )
     assert settings_mod.DEFAULT_LOW_CONFIDENCE == 0.5
+
+
+def test_a_given_environment_is_the_whole_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FMNIST_WORKERS", "7")
+    monkeypatch.setenv("FMNIST_DEFAULT_MODEL", "deeper")
+    given = load_settings({"FMNIST_MAX_BATCH_SIZE": "8"})
+    assert (given.workers, given.default_model, given.max_batch_size) == (2, None, 8)
+    assert isinstance(given, ServiceSettings)
+    assert load_settings().workers == 7  # the process environment when none is given
