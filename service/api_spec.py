@@ -19,7 +19,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from service.schemas import IMAGE_TYPES, REQUEST_MODELS, ErrorBody, V2Error
+from service.schemas import IMAGE_TYPES, NPY_TYPES, REQUEST_MODELS, ErrorBody, V2Error
 
 TITLE = "Fashion-MNIST classifier"
 PACKAGE = "fmnist-serving"
@@ -129,10 +129,27 @@ CLASSIFY_BATCH_DOC = RouteDoc(
 CLASSIFY_NPY_DOC = RouteDoc(
     "Classify a batch of images given as a .npy file",
     {
+        "parameters": [
+            _query(
+                "model",
+                {"type": "string"},
+                "a served model (GET /models); default: the service's. With a form, the "
+                "form field wins.",
+            )
+        ],
         "requestBody": {
             "required": True,
-            "content": {"multipart/form-data": {"schema": _schema_ref("NpyForm")}},
-        }
+            "content": {
+                "multipart/form-data": {"schema": _schema_ref("NpyForm")},
+                **{
+                    kind: {
+                        "schema": _BINARY,
+                        "description": "the .npy file's bytes (uint8 [N, 28, 28])",
+                    }
+                    for kind in NPY_TYPES
+                },
+            },
+        },
     },
 )
 V2_INFER_EXTRA = {

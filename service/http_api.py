@@ -44,7 +44,7 @@ from service.endpoints import (
     read_body,
     v2_error,
 )
-from service.schemas import IMAGE_TYPES, BatchAnswer, ClassifyAnswer, ModelListing
+from service.schemas import IMAGE_TYPES, NPY_TYPES, BatchAnswer, ClassifyAnswer, ModelListing
 from service.ui import add_demo_page
 from service.validation import (
     InputError,
@@ -112,16 +112,6 @@ async def read_form(request: Request, limit: int, file_field: str) -> tuple[byte
     finally:
         await form.close()  # the uploads' spooled files, on every path
     return data, fields
-
-
-def _require_form(request: Request, file_field: str) -> None:
-    got = media_type(request) or "none"
-    if got != "multipart/form-data":
-        raise InputError(
-            415,
-            "wrong_content_type",
-            f"content type is {got}; expected multipart/form-data with a file field {file_field!r}",
-        )
 
 
 def _option(fields: dict[str, str], request: Request, name: str) -> str | None:
@@ -201,10 +191,25 @@ async def classify_batch(request: Request, backend: Backend) -> dict[str, Any]:
 
 
 async def classify_npy(request: Request, backend: Backend) -> dict[str, Any]:
-    """A batch of images as a multipart form: `array` (a .npy of uint8 [N, 28, 28]), `model`."""
+    """A batch of images as a .npy of uint8 [N, 28, 28]: a multipart form (`array`, `model`)
+    or the raw body (`Content-Type: application/x-npy`, `model` as a query parameter)."""
     settings = backend.settings
-    _require_form(request, "array")
-    data, fields = await read_form(request, settings.max_body_bytes, "array")
+    kind = media_type(request)
+    if kind == "multipart/form-data":
+        data, fields = await read_form(request, settings.max_body_bytes, "array")
+    elif kind in NPY_TYPES:
+        data, fields = await read_body(request, settings.max_body_bytes), {}
+        if not data:
+            raise InputError(
+                400, "empty_body", "the request body is empty; expected the bytes of a .npy file"
+            )
+    else:
+        raise InputError(
+            415,
+            "wrong_content_type",
+            f"content type is {kind or 'none'}; expected multipart/form-data with a file field "
+            f"'array', or a raw .npy body ({', '.join(NPY_TYPES)})",
+        )
     model = resolve_model(
         _option(fields, request, "model"), backend.default_model, backend.served_models
     )

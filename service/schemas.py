@@ -29,6 +29,8 @@ Pixel = Annotated[float, Field(ge=0, le=255)]
 Row = Annotated[list[Pixel], Field(min_length=IMAGE_SIDE, max_length=IMAGE_SIDE)]
 Image = Annotated[list[Row], Field(min_length=IMAGE_SIDE, max_length=IMAGE_SIDE)]
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/bmp")
+# A raw body on /classify_npy: the .npy file's bytes, no multipart form around them.
+NPY_TYPES = ("application/x-npy", "application/octet-stream")
 
 
 def _examples(*examples: dict[str, Any]) -> ConfigDict:

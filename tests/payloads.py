@@ -158,6 +158,33 @@ def bad_inputs(max_batch: int, max_body: int) -> list[BadInput]:
             "application/json",
         ),
         (
+            "empty raw .npy body",
+            "/classify_npy",
+            {"content": b"", "headers": {"content-type": "application/x-npy"}},
+            400,
+            "empty_body",
+            ".npy",
+        ),
+        (
+            "raw .npy body not an .npy",
+            "/classify_npy",
+            {"content": b"\x89PNG....", "headers": {"content-type": "application/x-npy"}},
+            400,
+            "invalid_npy",
+            ".npy",
+        ),
+        (
+            "unknown model, raw .npy body",
+            "/classify_npy?model=vgg",
+            {
+                "content": npy(np.zeros((1, 28, 28), np.uint8)),
+                "headers": {"content-type": "application/x-npy"},
+            },
+            404,
+            "unknown_model",
+            "baseline, deeper",
+        ),
+        (
             "wrong content type /classify_npy",
             "/classify_npy",
             {"content": npy(np.zeros((1, 28, 28), np.uint8))},

@@ -139,6 +139,7 @@ def test_report_has_ratios_and_goals_from_the_same_run() -> None:
         fixed=[point("service", "multipart PNG", 0, 1800.0, offered_rps=1800.0, p99=8.0)],
         extra={
             "batch": point("service", "npy", 4, 200.0, images_per_s=12800.0),
+            "batch_raw": point("service", "npy raw", 4, 220.0, images_per_s=10400.0),
             "inproc": {1: 10000.0, 2: 16000.0},
             "batch_source": "test images",
             "recovery": {
@@ -157,6 +158,9 @@ def test_report_has_ratios_and_goals_from_the_same_run() -> None:
     assert "| p99 at a fixed 50 % of capacity (≤ 10 ms) | 8.0 ms | met |" in text
     assert "| idle latency 5 s after the burst vs before (≤ 2×) | 1.2× | met |" in text
     assert "batch 64 (≥ 70 %; vs 2 processes) | 80% | met |" in text
+    assert "batch 64, raw .npy body (≥ 70 %; vs 2 processes) | 65% | **not met** |" in text
+    assert "(as the service) | 16,000 | 80% / 65% |" in text
+    assert "| `/classify_npy`, raw .npy body, 4 connections" in text
     assert "**Measured under contention**" in text and "- KServe peer skipped: test" in text
 
 

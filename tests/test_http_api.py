@@ -125,7 +125,11 @@ def test_classify_batch_and_npy(api: ApiClient, stub_backend: StubBackend) -> No
     by_npy = api.post(
         "/classify_npy", files={"array": ("a.npy", npy(images), "x")}, data={"model": "deeper"}
     )
-    for resp in (by_json, by_npy):
+    by_raw_npy = [
+        api.post("/classify_npy?model=deeper", content=npy(images), headers={"content-type": kind})
+        for kind in ("application/x-npy", "application/octet-stream")
+    ]
+    for resp in (by_json, by_npy, *by_raw_npy):
         assert resp.status_code == 200, resp.text
         answer = BatchAnswer.model_validate(resp.json())
         assert answer.model == "deeper" and answer.count == 3
@@ -246,7 +250,9 @@ def test_spec_describes_every_request_and_answer(api: ApiClient) -> None:
     assert kinds == {"multipart/form-data", "image/png", "image/jpeg", "image/webp", "image/bmp"}
     assert {p["name"] for p in classify["parameters"]} == {"model", "invert"}
     assert set(paths["/classify_batch"]["post"]["requestBody"]["content"]) == {"application/json"}
-    assert set(paths["/classify_npy"]["post"]["requestBody"]["content"]) == {"multipart/form-data"}
+    npy_kinds = set(paths["/classify_npy"]["post"]["requestBody"]["content"])
+    assert npy_kinds == {"multipart/form-data", "application/x-npy", "application/octet-stream"}
+    assert {p["name"] for p in paths["/classify_npy"]["post"]["parameters"]} == {"model"}
     schemas = spec["components"]["schemas"]
     assert schemas["ClassifyForm"]["properties"]["image"]["format"] == "binary"
     assert schemas["ClassifyForm"]["required"] == ["image"]
