@@ -17,9 +17,7 @@ scrape interval, ``$__range`` = the run, ``$model`` = All) and drawn: time serie
 from __future__ import annotations
 
 import argparse
-import io
 import logging
-import socket
 import sys
 import tempfile
 import threading
@@ -41,36 +39,11 @@ from loadtests.monitoring import (
     load_dashboard,
     prometheus_server,
 )
+from loadtests.payloads import encode_png, npy_bytes
 
 log = logging.getLogger(__name__)
 SKEWED_MODEL = "deeper"
 FOOTWEAR = ("Sandal", "Sneaker", "Ankle boot")
-PORTS = range(18150, 18200)  # this project's range for servers started by hand
-
-
-def _port() -> int:
-    for port in PORTS:
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {PORTS.start}-{PORTS.stop - 1}")
-
-
-def _npy(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, array)
-    return buf.getvalue()
-
-
-def _png(array: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def send_load(
@@ -93,7 +66,7 @@ def send_load(
                 else:
                     index = np.arange(start, start + 32) % len(images)
                 start += 32
-                files = {"array": ("a.npy", _npy(images[index]), "application/octet-stream")}
+                files = {"array": ("a.npy", npy_bytes(images[index]), "application/octet-stream")}
                 client.post("/classify_npy", files=files, data={"model": model})
                 sent[model] = sent.get(model, 0) + len(index)
                 time.sleep(0.05)
@@ -106,7 +79,7 @@ def send_load(
                 i += 1
                 client.post(
                     "/classify",
-                    files={"image": ("x.png", _png(image), "image/png")},
+                    files={"image": ("x.png", encode_png(image), "image/png")},
                     data={"model": models[i % len(models)]},
                 )
                 client.post("/classify_batch", json={"pixels": [image.tolist()] * 4})
@@ -240,7 +213,7 @@ def run(onnx_dir: Path, out: Path, seconds: float, data_dir: Path | None) -> int
         home = Path(tmp) / "bentoml"
         env = {"FMNIST_MODEL_DIR": str(onnx_dir), "FMNIST_WORKERS": "2", "BENTOML_HOME": str(home)}
         home.mkdir()
-        with bentoml_server(env, port=_port(), log_path=home / "serve.log") as url:
+        with bentoml_server(env, log_path=home / "serve.log") as url:
             import httpx
 
             models = [m["name"] for m in httpx.get(f"{url}/models").json()["models"]]

@@ -93,16 +93,16 @@ class RouteDoc:
 
 
 _BINARY = {"type": "string", "format": "binary"}
+_MODEL_QUERY = _query(
+    "model",
+    {"type": "string"},
+    "a served model (GET /models); default: the service's. With a form, the form field wins.",
+)
 CLASSIFY_DOC = RouteDoc(
     "Classify one image",
     {
         "parameters": [
-            _query(
-                "model",
-                {"type": "string"},
-                "a served model (GET /models); default: the service's. With a form, the "
-                "form field wins.",
-            ),
+            _MODEL_QUERY,
             _query("invert", {"type": "boolean"}, "true for dark-on-light photos"),
         ],
         "requestBody": {
@@ -129,14 +129,7 @@ CLASSIFY_BATCH_DOC = RouteDoc(
 CLASSIFY_NPY_DOC = RouteDoc(
     "Classify a batch of images given as a .npy file",
     {
-        "parameters": [
-            _query(
-                "model",
-                {"type": "string"},
-                "a served model (GET /models); default: the service's. With a form, the "
-                "form field wins.",
-            )
-        ],
+        "parameters": [_MODEL_QUERY],
         "requestBody": {
             "required": True,
             "content": {

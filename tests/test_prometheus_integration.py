@@ -16,7 +16,6 @@ with some single images, JSON batches, v2 requests and bad requests throughout.
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import shutil
@@ -30,8 +29,6 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from conftest import make_images
-from PIL import Image
 
 from fmnist.contract import KEY_MODEL_NAME, KEY_REFERENCE, ReferenceDistribution
 from fmnist.dataset import CLASS_NAMES
@@ -44,6 +41,8 @@ from loadtests.monitoring import (
     prometheus_server,
 )
 from service.launch import bentoml_server
+from tests.conftest import make_images
+from tests.payloads import encode, npy
 
 pytestmark = [
     pytest.mark.slow,
@@ -130,18 +129,6 @@ def served(
         yield Served(url, home / "serve.log", reference, pool, pool[top == rare], CLASS_NAMES[rare])
 
 
-def npy(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, array)
-    return buf.getvalue()
-
-
-def png(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def send_batches(url: str, model: str, images: np.ndarray, stop: threading.Event, seed: int) -> int:
     """Shuffled batches of 16 of ``images`` to /classify_npy until ``stop``; images sent."""
     rng = np.random.default_rng(seed)
@@ -169,7 +156,7 @@ def send_mixed(url: str, pool: np.ndarray, stop: threading.Event) -> None:
             ok = [
                 client.post(
                     "/classify",
-                    files={"image": ("x.png", png(image), "image/png")},
+                    files={"image": ("x.png", encode(image), "image/png")},
                     data={"model": "deeper"},
                 ),
                 client.post(
