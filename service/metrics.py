@@ -153,16 +153,6 @@ class ServiceMetrics:
 
         return observe
 
-    def observe_predictions(
-        self,
-        model: str,
-        class_names: Sequence[str],
-        probabilities: np.ndarray,
-        low_confidence: float = DEFAULT_LOW_CONFIDENCE,
-    ) -> None:
-        """:meth:`prediction_observer` for one batch."""
-        self.prediction_observer(model, class_names, low_confidence)(probabilities)
-
     def start_model(self, model: str, class_names: Sequence[str]) -> None:
         """Every per-model counter at 0 from the start, so that rates and shares over them
         exist before the first answer (a class never predicted has share 0, not no data)."""

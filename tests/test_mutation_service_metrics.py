@@ -177,7 +177,7 @@ def test_names_types_help_and_labels(metrics: ServiceMetrics) -> None:
 
 def test_histogram_buckets(metrics: ServiceMetrics) -> None:
     metrics.batch_observer("m")(1, 0.0, 0.0)
-    metrics.observe_predictions("m", CLASSES, np.eye(10)[:1])
+    metrics.prediction_observer("m", CLASSES)(np.eye(10)[:1])
 
     def les(values: Sequence[float]) -> list[str]:
         return [*(str(float(v)) for v in values), "+Inf"]
@@ -220,7 +220,7 @@ def test_predictions_count_the_argmax_class_and_record_its_probability(
             [0.4, 0.6] + [0.0] * 8,  # class1, 0.6
         ]
     )
-    metrics.observe_predictions("deeper", CLASSES, probs)
+    metrics.prediction_observer("deeper", CLASSES)(probs)
     assert value("fmnist_predictions_total", model="deeper", class_name="class0") == 1
     assert value("fmnist_predictions_total", model="deeper", class_name="class1") == 2
     assert value("fmnist_predictions_total", model="deeper", class_name="class9") == 1
@@ -238,7 +238,7 @@ def test_predictions_count_the_argmax_class_and_record_its_probability(
     assert value("fmnist_prediction_confidence_sum", model="deeper") == pytest.approx(3.15)
     conf = buckets("fmnist_prediction_confidence", model="deeper")
     assert (conf["0.5"], conf["0.6"], conf["0.7"], conf["0.9"], conf["0.99"]) == (0, 1, 2, 3, 3)
-    metrics.observe_predictions("deeper", CLASSES, probs[1:2])
+    metrics.prediction_observer("deeper", CLASSES)(probs[1:2])
     assert value("fmnist_predictions_total", model="deeper", class_name="class1") == 3
 
 
@@ -267,11 +267,11 @@ def test_low_confidence_counts_answers_strictly_below_the_threshold(
             [0.9, 0.1] + [0.0] * 8,
         ]
     )
-    metrics.observe_predictions("deeper", CLASSES, probs, low_confidence=0.5)
+    metrics.prediction_observer("deeper", CLASSES, 0.5)(probs)
     assert value("fmnist_low_confidence_total", model="deeper") == 1
-    metrics.observe_predictions("deeper", CLASSES, probs, low_confidence=0.95)
+    metrics.prediction_observer("deeper", CLASSES, 0.95)(probs)
     assert value("fmnist_low_confidence_total", model="deeper") == 4
-    metrics.observe_predictions("deeper", CLASSES, probs)  # the setting's default, 0.5
+    metrics.prediction_observer("deeper", CLASSES)(probs)  # the setting's default, 0.5
     assert value("fmnist_low_confidence_total", model="deeper") == 5
 
 
@@ -291,7 +291,7 @@ def test_reference_gauges(metrics: ServiceMetrics) -> None:
     assert value("fmnist_reference_class_share", model="deeper", class_name="class9") == 0.25
     assert value("fmnist_reference_class_share", model="deeper", class_name="class4") == 0
     # le written as the live confidence histogram writes it, so the two join on it.
-    metrics.observe_predictions("deeper", CLASSES, probs)
+    metrics.prediction_observer("deeper", CLASSES)(probs)
     live = buckets("fmnist_prediction_confidence", model="deeper")
     for le in CONFIDENCE_BUCKETS:
         got = value("fmnist_reference_confidence_share", model="deeper", le=str(float(le)))

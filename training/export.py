@@ -146,11 +146,16 @@ def export_onnx(
         proto = onnx.load(str(scratch), load_external_data=True)
     model_name = metadata.get(contract.KEY_MODEL_NAME, "CNN")
     proto.doc_string = f"Fashion-MNIST {model_name}: raw pixels 0-255 in"
+    entries = {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
+    return _save_with_metadata(proto, path, entries)
+
+
+def _save_with_metadata(proto: onnx.ModelProto, path: Path, entries: dict[str, str]) -> Path:
+    """``proto`` with exactly these ``metadata_props``, checked, written atomically to path."""
     del proto.metadata_props[:]
-    for key, value in metadata.items():
+    for key, value in entries.items():
         entry = proto.metadata_props.add()
-        entry.key = key
-        entry.value = value if isinstance(value, str) else json.dumps(value)
+        entry.key, entry.value = key, value
     onnx.checker.check_model(proto, full_check=True)
     tmp_path = path.with_name(path.name + ".tmp")
     onnx.save_model(proto, str(tmp_path), save_as_external_data=False)
@@ -167,16 +172,8 @@ def onnx_session(path: Path, threads: int = 0) -> ort.InferenceSession:
 def add_metadata(path: Path, entries: dict[str, str]) -> Path:
     """Add (or replace) ``metadata_props`` entries of an ONNX file, in place, atomically."""
     proto = onnx.load(str(path))
-    kept = [(p.key, p.value) for p in proto.metadata_props if p.key not in entries]
-    del proto.metadata_props[:]
-    for key, value in [*kept, *entries.items()]:
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.checker.check_model(proto, full_check=True)
-    tmp_path = path.with_name(path.name + ".tmp")
-    onnx.save_model(proto, str(tmp_path), save_as_external_data=False)
-    os.replace(tmp_path, path)
-    return path
+    kept = {p.key: p.value for p in proto.metadata_props if p.key not in entries}
+    return _save_with_metadata(proto, path, {**kept, **entries})
 
 
 def reference_on(path: Path, images: np.ndarray, batch: int = 1000) -> ReferenceDistribution:
