@@ -1,8 +1,9 @@
 """The machinery of benchmarks/serve_throughput.py: load generators and server-side meters.
 
 - :func:`run_wrk` drives a closed loop with Debian's ``wrk`` (C, all connections opened at
-  once) and reads its figures from a Lua ``done()`` hook as JSON; :func:`run_hey` offers a
-  fixed rate with Debian's ``hey`` (Go, ``-q`` requests/s per worker).
+  once) and reads its figures from a Lua ``done()`` hook as JSON; :func:`run_wrk_paced` offers a
+  steady load at a fixed rate with wrk (Poisson arrivals); :func:`run_hey` a burst of every
+  connection at once per period with Debian's ``hey`` (Go, ``-q`` requests/s per worker).
 - :class:`CpuMeter` reads the CPU time (utime + stime) of a server's whole process tree
   from /proc (psutil), of the load generator (``RUSAGE_CHILDREN``) and of the machine
   (/proc/stat), so a point reports server CPU per request and what else was running.
@@ -32,7 +33,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import psutil
 
 WRK_SCRIPT = """
@@ -172,60 +172,55 @@ def run_hey(
     rate: float,
     seconds: float,
     workers: int = 16,
-    groups: int = 1,
 ) -> dict[str, Any]:
-    """Open-ish loop: ``workers`` connections each sending ``rate / workers`` requests/s.
+    """``workers`` connections each sending ``rate / workers`` requests/s with hey's ``-q``.
 
-    hey paces all its connections with one clock, so with ``groups`` = 1 every connection
-    fires at the same instant: ``workers`` requests arrive together once per period. With
-    ``groups`` > 1 the connections are split over that many hey processes started a
-    fraction of the period apart, so that arrivals are spread over the period; latencies
-    then come from every answered request (hey's CSV output), merged.
+    hey starts every connection's pacing clock at the same instant, so its connections fire
+    in step: ``workers`` requests arrive together once per period (a synchronised burst,
+    not a steady load; :func:`run_wrk_paced` offers the steady one).
     """
-    if groups <= 1:
-        cmd = ["hey", "-z", f"{seconds:g}s", "-c", str(workers), "-q", f"{rate / workers:.3f}"]
-        cmd += ["-m", "POST", "-T", req.ctype, "-D", str(body), "-t", "10", url + req.path]
-        cpu0 = _children_cpu()
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
-        if proc.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)} failed: {proc.stderr.strip()[-500:]}")
-        return {
-            **parse_hey(proc.stdout),
-            "offered_rps": rate,
-            "client_cpu_s": _children_cpu() - cpu0,
-        }
-    per_group = max(1, workers // groups)
-    period = workers / rate  # seconds between two requests of one connection
-    cmd = ["hey", "-z", f"{seconds:g}s", "-c", str(per_group), "-q", f"{rate / workers:.3f}"]
-    cmd += ["-o", "csv", "-m", "POST", "-T", req.ctype, "-D", str(body), "-t", "10"]
+    cmd = ["hey", "-z", f"{seconds:g}s", "-c", str(workers), "-q", f"{rate / workers:.3f}"]
+    cmd += ["-m", "POST", "-T", req.ctype, "-D", str(body), "-t", "10", url + req.path]
     cpu0 = _children_cpu()
-    procs = []
-    for _ in range(groups):
-        procs.append(subprocess.Popen([*cmd, url + req.path], stdout=subprocess.PIPE, text=True))
-        time.sleep(period / groups)
-    latencies: list[float] = []
-    non2xx = 0
-    for proc in procs:
-        out, _ = proc.communicate(timeout=seconds + 60)
-        if proc.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)} failed (exit {proc.returncode})")
-        for line in out.splitlines()[1:]:  # response-time,...,status-code,offset
-            fields = line.split(",")
-            if len(fields) >= 8:
-                latencies.append(float(fields[0]) * 1000)
-                non2xx += not fields[6].startswith("2")
-    lat = np.asarray(latencies or [float("nan")])
-    return {
-        "rps": len(latencies) / seconds,
-        "requests": len(latencies),
-        "non2xx": non2xx,
-        "socket_errors": 0,  # hey's CSV lists answered requests only: a shortfall shows in rps
-        "mean": float(lat.mean()),
-        **{f"p{q}": float(np.percentile(lat, q)) for q in (50, 90, 99)},
-        "offered_rps": rate,
-        "client_cpu_s": _children_cpu() - cpu0,
-        "groups": groups,
-    }
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {proc.stderr.strip()[-500:]}")
+    return {**parse_hey(proc.stdout), "offered_rps": rate, "client_cpu_s": _children_cpu() - cpu0}
+
+
+PACED_SCRIPT = """
+math.randomseed(%(seed)d)
+function delay()
+  return math.floor(-%(mean_ms).4f * math.log(1 - math.random()) + 0.5)
+end
+"""
+
+
+def run_wrk_paced(
+    url: str,
+    script: Path,
+    rate: float,
+    seconds: float,
+    connections: int = 32,
+    calibrate_s: float = 3.0,
+) -> dict[str, Any]:
+    """Poisson arrivals at about ``rate`` requests/s with wrk: after each answer, a
+    connection waits an exponentially distributed pause before its next request, so the
+    ``connections`` streams add up to a steady random load (the pause is not in the
+    latency). The mean pause is ``connections / rate`` less the mean latency, which a
+    ``calibrate_s`` run measures first; wrk's timers count whole milliseconds.
+    """
+    period_ms = 1000.0 * connections / rate
+    paced = script.with_name(script.stem + "-paced.lua")
+
+    def run(mean_ms: float, secs: float) -> dict[str, Any]:
+        extra = PACED_SCRIPT % {"seed": 1, "mean_ms": max(0.0, mean_ms)}
+        paced.write_text(script.read_text() + extra)
+        return run_wrk(url, paced, connections, secs)
+
+    probe = run(period_ms, calibrate_s)
+    out = run(period_ms - probe["mean"], seconds)
+    return {**out, "offered_rps": rate, "arrivals": "Poisson (wrk)"}
 
 
 def _proc_cpu(p: psutil.Process) -> float:

@@ -167,27 +167,38 @@ class Bench:
         )
         if best <= 0:
             return
-        body, _ = req.files(self.tmp)
-        time.sleep(self.args.settle)
-        with lg.CpuMeter(pid, url, workers) as meter:
-            h = lg.run_hey(
-                url,
-                req,
-                body,
-                best * self.args.fixed_fraction,
-                self.args.seconds,
-                self.args.fixed_workers,
-                self.args.fixed_groups,
+        body, script = req.files(self.tmp)
+        rate = best * self.args.fixed_fraction
+        conns = self.args.fixed_workers
+        loads: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+            (
+                "Poisson (wrk)",
+                lambda: lg.run_wrk_paced(url + req.path, script, rate, self.args.seconds, conns),
+            ),
+            ("in step (hey)", lambda: lg.run_hey(url, req, body, rate, self.args.seconds, conns)),
+        ]
+        for arrivals, load in loads:
+            time.sleep(self.args.settle)
+            with lg.CpuMeter(pid, url, workers) as meter:
+                h = load()
+                h.update(meter.result(h["requests"], h["client_cpu_s"]))
+            self.fixed.append(
+                {
+                    "server": server,
+                    "request": req.label,
+                    "capacity": best,
+                    **h,
+                    "arrivals": arrivals,
+                }
             )
-            h.update(meter.result(h["requests"], h["client_cpu_s"]))
-        self.fixed.append({"server": server, "request": req.label, "capacity": best, **h})
-        log.info(
-            "%s fixed %.0f req/s: got %.0f, p99 %.1f ms",
-            server,
-            h["offered_rps"],
-            h.get("rps", 0),
-            h.get("p99", float("nan")),
-        )
+            log.info(
+                "%s fixed %.0f req/s, %s: got %.0f, p99 %.1f ms",
+                server,
+                rate,
+                arrivals,
+                h.get("rps", 0),
+                h.get("p99", float("nan")),
+            )
 
     # ------------------------------------------------------------ the three servers
     def service(self, onnx_dir: Path, png: bytes, pixels: np.ndarray) -> None:
@@ -234,18 +245,17 @@ class Bench:
                 "npy batch 64, raw body", "/classify_npy", npy.getvalue(), "application/x-npy"
             ),
         }
+        a = self.args
+        model = a.onnx_dir / onnx_filename(a.model)
         for key, req in requests.items():
-            time.sleep(self.args.settle)
-            p = self.point(
-                "service",
-                url,
-                pid,
-                self.args.workers,
-                req,
-                self.args.batch_connections,
-                self.args.seconds,
-            )
+            # onnxruntime alone, just before and just after the point: the machine's speed
+            # drifts over a run by more than the goal's margin (docs/performance.md).
+            before = in_process(model, self.extra["batch_images"], a.seconds / 2, a.workers)
+            time.sleep(a.settle)
+            p = self.point("service", url, pid, a.workers, req, a.batch_connections, a.seconds)
+            after = in_process(model, self.extra["batch_images"], a.seconds / 2, a.workers)
             p["images_per_s"] = p["rps"] * BATCH
+            p["inproc_around"] = [before, after]
             self.extra[key] = p
 
     def recovery(self, url: str, pid: int, req: lg.Request) -> None:
@@ -344,13 +354,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-batch", action="store_true", help="skip the batch endpoint")
     p.add_argument("--no-recovery", action="store_true", help="skip the recovery phase")
     p.add_argument("--fixed-fraction", type=float, default=0.5)
-    p.add_argument("--fixed-workers", type=int, default=32, help="hey connections")
     p.add_argument(
-        "--fixed-groups",
-        type=int,
-        default=1,
-        help="hey processes the connections are split over, started apart so that arrivals "
-        "spread over the pacing period (1: one hey, every connection fires at once)",
+        "--fixed-workers", type=int, default=32, help="connections of the fixed-load points"
     )
     p.add_argument("--batch-connections", type=int, default=8)
     p.add_argument("--burst", type=float, default=20.0, help="seconds of the overload burst")

@@ -76,6 +76,18 @@ class ServiceMetrics:
             "Requests answered by each worker process (the split over workers).",
             ["worker"],
         )
+        self.worker_connections = Gauge(
+            f"{PREFIX}_worker_connections",
+            "Kept-alive client connections (two requests or more) that sent a request to each "
+            "worker in the last second.",
+            ["worker"],
+            multiprocess_mode="livemax",
+        )
+        self.rebalanced = Counter(
+            f"{PREFIX}_rebalanced_connections_total",
+            "Connections a worker closed because it held more than its share of them.",
+            ["worker"],
+        )
         self.rejected = Counter(
             f"{PREFIX}_rejected_requests_total",
             "Requests answered with a 4xx because of bad input, by reason.",

@@ -27,6 +27,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import bentoml
@@ -47,7 +48,13 @@ from service.inference import ModelFileError, OnnxModel, ProviderError, choose_p
 from service.metrics import service_metrics
 from service.models_store import onnx_path_of
 from service.settings import ServiceSettings, SettingsError, load_settings
-from service.workers import KeepAliveLimit, inherited_fd, own_listening_socket, tune_gc
+from service.workers import (
+    KeepAliveLimit,
+    WorkerConnections,
+    inherited_fd,
+    own_listening_socket,
+    tune_gc,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T", bound=type)
@@ -114,6 +121,20 @@ if WORKER_INDEX is not None and SETTINGS.reuse_port:
         log.info("worker %d listens on a SO_REUSEPORT socket of its own", WORKER_INDEX)
 
 
+def _connection_table() -> WorkerConnections | None:
+    """This worker's view of every worker's connection count (service/workers.py), kept
+    beside the Prometheus files that ``bentoml serve`` gives all workers of one server."""
+    shared_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if WORKER_INDEX is None or SETTINGS.workers < 2 or not SETTINGS.balance_connections:
+        return None
+    if not shared_dir or not os.path.isdir(shared_dir):
+        log.warning("no PROMETHEUS_MULTIPROC_DIR: connections are not balanced over workers")
+        return None
+    return WorkerConnections(
+        Path(shared_dir) / "fmnist-worker-connections.bin", SETTINGS.workers, WORKER_INDEX
+    )
+
+
 def _store_references(cls: T) -> T:
     """``<name>_model = BentoModel("fmnist-<name>:<version>")`` for every served store model.
 
@@ -151,6 +172,7 @@ class FashionMNISTService:
             self._stop_server(str(exc))
         self.metrics = service_metrics()
         self.metrics.worker_requests.labels(self.worker)  # at 0: a worker never used shows
+        self.metrics.rebalanced.labels(self.worker)
         for name, model in self.models.items():
             seconds = model.warm_up()
             self.metrics.set_model_info(name, model.card.sha256)
@@ -229,6 +251,11 @@ class FashionMNISTService:
 
 
 # mypy ignores what a class decorator returns (python/mypy#3135): this is a bentoml Service.
+_WORKER = str(WORKER_INDEX or 0)
 FashionMNISTService.add_asgi_middleware(  # type: ignore[attr-defined]
-    KeepAliveLimit, max_requests=SETTINGS.keepalive_requests
+    KeepAliveLimit,
+    max_requests=SETTINGS.keepalive_requests,
+    balance=_connection_table(),
+    on_tick=lambda active: service_metrics().worker_connections.labels(_WORKER).set(active),
+    on_rebalance=lambda: service_metrics().rebalanced.labels(_WORKER).inc(),
 )

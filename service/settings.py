@@ -60,8 +60,10 @@ class ServiceSettings(BaseSettings):
     # One listening socket per worker (SO_REUSEPORT): the kernel spreads connections over
     # the workers instead of letting the first one that wakes up take them all.
     reuse_port: bool = True
-    # Close a kept-alive connection after this many requests (0: never), so that clients
-    # reconnect and connections keep being spread over the workers (nginx does the same).
+    # Close the excess connections of a worker that holds more than its share, so that
+    # their clients reconnect to another worker (service/workers.py).
+    balance_connections: bool = True
+    # Close a kept-alive connection after this many requests (0: never), as nginx does.
     keepalive_requests: int = Field(100, ge=0, le=10_000_000)
     # Answers whose confidence is below this are counted in fmnist_low_confidence_total.
     low_confidence: float = Field(DEFAULT_LOW_CONFIDENCE, gt=0, le=1)

@@ -7,6 +7,7 @@ what was wrong and what is expected. Nothing here knows about HTTP frameworks.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import math
@@ -264,8 +265,34 @@ def _first_non_number(raw: Any) -> Any:
 NPY_EXPECTED = "expected np.save of uint8 [N, 28, 28]"
 
 
+NPY_MAGIC = b"\x93NUMPY"
+NPY_CACHED_HEADER_BYTES = 1024  # numpy writes 128-byte headers; longer ones are not cached
+
+
 def _npy_header(data: bytes) -> tuple[np.dtype[Any], tuple[int, ...], bool, int]:
-    """A .npy file's header: (dtype, shape, fortran order, offset of the data)."""
+    """A .npy file's header: (dtype, shape, fortran order, offset of the data).
+
+    A client sends the same header with every request of one shape, so a header is parsed
+    once (numpy's parser evaluates the header's text: ~2 % of a worker's time on 64-image
+    requests) and then looked up by its bytes."""
+    end = _npy_header_end(data)
+    if end is not None and end <= min(len(data), NPY_CACHED_HEADER_BYTES):
+        return _parsed_npy_header(data[:end])
+    return _parse_npy_header(data)
+
+
+def _npy_header_end(data: bytes) -> int | None:
+    """Where a .npy header says it ends (magic, version, length field), if it says so."""
+    if len(data) < 12 or not data.startswith(NPY_MAGIC):
+        return None
+    if data[6] == 1:
+        return 10 + int.from_bytes(data[8:10], "little")
+    if data[6] in (2, 3):
+        return 12 + int.from_bytes(data[8:12], "little")
+    return None
+
+
+def _parse_npy_header(data: bytes) -> tuple[np.dtype[Any], tuple[int, ...], bool, int]:
     buf = io.BytesIO(data)
     try:
         version = np.lib.format.read_magic(buf)
@@ -280,6 +307,10 @@ def _npy_header(data: bytes) -> tuple[np.dtype[Any], tuple[int, ...], bool, int]
             400, "invalid_npy", f"the file is not a readable .npy array ({exc}); {NPY_EXPECTED}"
         ) from exc
     return dtype, tuple(shape), bool(fortran), buf.tell()
+
+
+# Only headers that parse are kept (an exception is not cached): at most 256 of them.
+_parsed_npy_header = functools.lru_cache(maxsize=256)(_parse_npy_header)
 
 
 def pixels_from_npy(data: bytes, max_batch: int) -> np.ndarray:

@@ -36,6 +36,7 @@ DEFAULTS = {
     "max_batch_size": 1024,
     "max_body_bytes": 10 * 1024 * 1024,
     "reuse_port": True,
+    "balance_connections": True,
     "keepalive_requests": 100,
     "low_confidence": 0.5,
     "access_log": False,
@@ -146,6 +147,8 @@ def test_booleans_read_the_usual_spellings() -> None:
     )
     assert (s.reuse_port, s.access_log, s.tracing, s.debug) == (False, True, True, False)
     assert load_settings({"FMNIST_DEBUG": "yes"}).debug is True
+    assert load_settings({}).balance_connections is True
+    assert load_settings({"FMNIST_BALANCE_CONNECTIONS": "off"}).balance_connections is False
 
 
 def test_default_model_must_be_among_the_listed_models() -> None:

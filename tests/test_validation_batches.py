@@ -315,3 +315,26 @@ def test_npy_accepts_the_largest_batch() -> None:
     data = npy(np.full((4, 1, 28, 28), 255, dtype=np.uint8))
     pixels = pixels_from_npy(data, 4)
     assert pixels.shape == (4, 28, 28) and pixels.dtype == np.float32 and pixels.min() == 255
+
+
+def test_a_repeated_npy_header_is_parsed_once_and_read_the_same() -> None:
+    from service.validation import _parse_npy_header, _parsed_npy_header
+
+    first = np.arange(2 * 28 * 28, dtype=np.uint8).reshape(2, 28, 28)
+    again = np.full((2, 28, 28), 7, dtype=np.uint8)
+    _parsed_npy_header.cache_clear()
+    assert np.array_equal(pixels_from_npy(npy(first), 4), first)
+    assert np.array_equal(pixels_from_npy(npy(again), 4), again)  # same header, new data
+    info = _parsed_npy_header.cache_info()
+    assert (info.misses, info.hits) == (1, 1)
+    fortran = npy(np.asfortranarray(first))
+    assert np.array_equal(pixels_from_npy(fortran, 4), first)  # its own header, own entry
+    assert _parse_npy_header(fortran) == _parsed_npy_header(fortran[:128])
+
+
+def test_an_npy_header_whose_length_field_lies_is_invalid() -> None:
+    data = bytearray(npy(np.zeros((1, 28, 28), dtype=np.uint8)))
+    data[8:10] = (60_000).to_bytes(2, "little")  # says the header runs past the file
+    with pytest.raises(InputError) as excinfo:
+        pixels_from_npy(bytes(data), 4)
+    assert answer(excinfo)[:2] == (400, "invalid_npy")
