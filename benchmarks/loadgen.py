@@ -38,7 +38,7 @@ import psutil
 WRK_SCRIPT = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "%(ctype)s"
-local f = assert(io.open("%(body)s", "rb"))
+%(headers)slocal f = assert(io.open("%(body)s", "rb"))
 wrk.body = f:read("*a")
 f:close()
 
@@ -63,6 +63,7 @@ class Request:
     path: str
     body: bytes
     ctype: str
+    headers: tuple[tuple[str, str], ...] = ()  # beyond Content-Type
 
     def files(self, folder: Path) -> tuple[Path, Path]:
         """(body file, wrk Lua script) under ``folder``."""
@@ -70,7 +71,8 @@ class Request:
         body = folder / f"{slug}.body"
         body.write_bytes(self.body)
         script = folder / f"{slug}.lua"
-        script.write_text(WRK_SCRIPT % {"ctype": self.ctype, "body": body})
+        headers = "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in self.headers)
+        script.write_text(WRK_SCRIPT % {"ctype": self.ctype, "body": body, "headers": headers})
         return body, script
 
 
@@ -92,7 +94,8 @@ def post(url: str, req: Request, timeout: float = 10.0) -> tuple[int, bytes]:
     host, port = url.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
     try:
-        conn.request("POST", req.path, body=req.body, headers={"Content-Type": req.ctype})
+        headers = {"Content-Type": req.ctype, **dict(req.headers)}
+        conn.request("POST", req.path, body=req.body, headers=headers)
         resp = conn.getresponse()
         return resp.status, resp.read()
     except (OSError, http.client.HTTPException):
@@ -180,7 +183,8 @@ def run_hey(
     not a steady load; :func:`run_wrk_paced` offers the steady one).
     """
     cmd = ["hey", "-z", f"{seconds:g}s", "-c", str(workers), "-q", f"{rate / workers:.3f}"]
-    cmd += ["-m", "POST", "-T", req.ctype, "-D", str(body), "-t", "10", url + req.path]
+    cmd += ["-m", "POST", "-T", req.ctype, "-D", str(body), "-t", "10"]
+    cmd += [arg for k, v in req.headers for arg in ("-H", f"{k}: {v}")] + [url + req.path]
     cpu0 = _children_cpu()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
     if proc.returncode != 0:

@@ -30,9 +30,20 @@ def rate_of(points: list[dict[str, Any]], server: str, conns: int) -> float | No
     return next((p["rps"] for p in points if p["server"] == server and p["conns"] == conns), None)
 
 
+BATCH_PATHS = {
+    "multipart form": "`/classify_npy`",
+    "raw .npy body": "`/classify_npy`",
+    "v2 binary tensors": "`/v2/models/{name}/infer`",
+}
+
+
 def batch_points(b: Any) -> list[tuple[str, dict[str, Any]]]:
     """The batch endpoint's points: (how the .npy was sent, point), those that ran."""
-    hows = (("batch", "multipart form"), ("batch_raw", "raw .npy body"))
+    hows = (
+        ("batch", "multipart form"),
+        ("batch_raw", "raw .npy body"),
+        ("batch_v2", "v2 binary tensors"),
+    )
     return [(how, b.extra[key]) for key, how in hows if b.extra.get(key)]
 
 
@@ -102,7 +113,7 @@ def report(b: Any, meta: dict[str, Any]) -> str:
             "| what | images/s | batch endpoint / this |",
             "|---|---:|---:|",
             *(
-                f"| `/classify_npy`, {how}, {a.batch_connections} connections (server CPU "
+                f"| {BATCH_PATHS[how]}, {how}, {a.batch_connections} connections (server CPU "
                 f"{p['cpu_ms_per_req'] / BATCH:.3f} ms/image, {p['cores_busy']:.2f} cores, "
                 f"{p['non2xx']} non-2xx) | {p['images_per_s']:,.0f} | — |"
                 for how, p in batch_points(b)

@@ -160,6 +160,9 @@ def test_report_has_ratios_and_goals_from_the_same_run() -> None:
             "batch_raw": point(
                 "service", "npy raw", 4, 220.0, images_per_s=10400.0, inproc_around=[15000, 17000]
             ),
+            "batch_v2": point(
+                "service", "v2 binary", 4, 250.0, images_per_s=12000.0, inproc_around=[16000]
+            ),
             "inproc": {1: 10000.0, 2: 16000.0},
             "batch_source": "test images",
             "recovery": {
@@ -183,7 +186,9 @@ def test_report_has_ratios_and_goals_from_the_same_run() -> None:
     # The raw point's ratio is against onnxruntime measured around it: 10,400 / 16,000.
     assert "batch 64, raw .npy body (≥ 70 %; vs 2 processes) | 65% | **not met** |" in text
     assert "after the raw .npy body point | 16,000 (15,000 and 17,000) | 65% |" in text
-    assert "(as the service) | 16,000 | 80% / 65% |" in text
+    assert "| `/v2/models/{name}/infer`, v2 binary tensors, 4 connections" in text
+    assert "batch 64, v2 binary tensors (≥ 70 %; vs 2 processes) | 75% | met |" in text
+    assert "(as the service) | 16,000 | 80% / 65% / 75% |" in text
     assert "| `/classify_npy`, raw .npy body, 4 connections" in text
     assert "**Measured under contention**" in text and "- KServe peer skipped: test" in text
 
