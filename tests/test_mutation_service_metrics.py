@@ -55,6 +55,17 @@ METRICS = {
         "Requests answered by each worker process (the split over workers).",
         ("worker",),
     ),
+    "fmnist_worker_connections": (
+        "gauge",
+        "Kept-alive client connections (two requests or more) that sent a request to each "
+        "worker in the last second.",
+        ("worker",),
+    ),
+    "fmnist_rebalanced_connections": (
+        "counter",
+        "Connections a worker closed because it held more than its share of them.",
+        ("worker",),
+    ),
     "fmnist_rejected_requests": (
         "counter",
         "Requests answered with a 4xx because of bad input, by reason.",
@@ -156,6 +167,8 @@ def test_names_types_help_and_labels(metrics: ServiceMetrics) -> None:
         getattr(metrics, hist).labels("m").observe(0.5)
     metrics.shed.labels("m").inc()
     metrics.worker_requests.labels("3").inc()
+    metrics.worker_connections.labels("3").set(4)
+    metrics.rebalanced.labels("3").inc()
     metrics.reject("r")
     metrics.set_model_info("m", "abc")
     metrics.low_confidence.labels("m").inc()
@@ -170,6 +183,8 @@ def test_names_types_help_and_labels(metrics: ServiceMetrics) -> None:
         label_sets = {frozenset(s[1]) - bucket for s in samples if s[1]}
         assert label_sets == {frozenset(labels)}, name
     assert metrics.model_info._multiprocess_mode == "max"  # 1 with N workers, not N
+    # One series per worker (its own label), gone when its process is.
+    assert metrics.worker_connections._multiprocess_mode == "livemax"
     # The same reference in every worker: read once, not summed over the workers.
     assert metrics.reference_class_share._multiprocess_mode == "max"
     assert metrics.reference_confidence._multiprocess_mode == "max"
