@@ -130,7 +130,7 @@ def _connection_table() -> WorkerConnections | None:
     if not shared_dir or not os.path.isdir(shared_dir):
         log.warning("no PROMETHEUS_MULTIPROC_DIR: connections are not balanced over workers")
         return None
-    return WorkerConnections(
+    return WorkerConnections.open(
         Path(shared_dir) / "fmnist-worker-connections.bin", SETTINGS.workers, WORKER_INDEX
     )
 

@@ -131,6 +131,16 @@ class WorkerConnections:
         finally:
             os.close(fd)
 
+    @classmethod
+    def open(cls, path: Path, workers: int, index: int) -> WorkerConnections | None:
+        """The table, or None (and a warning: connections are then not balanced) when its
+        file cannot be made; a worker must start either way."""
+        try:
+            return cls(path, workers, index)
+        except (OSError, ValueError) as exc:
+            log.warning("connections are not balanced over the workers (%s: %s)", path, exc)
+            return None
+
     def publish(self, active: int, now: float) -> None:
         self.SLOT.pack_into(self._map, self.SLOT.size * (self.index - 1), active, now)
 

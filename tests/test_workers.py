@@ -135,6 +135,19 @@ def test_every_worker_sees_the_others_counts_and_its_own_excess(tmp_path: Path) 
         table.close()
 
 
+def test_a_table_that_cannot_be_made_leaves_the_worker_unbalanced_not_dead(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("WARNING", logger="service.workers"):
+        assert WorkerConnections.open(tmp_path / "missing" / "t.bin", 2, 1) is None
+        assert WorkerConnections.open(tmp_path / "t.bin", 2, 5) is None
+    assert len(caplog.records) == 2
+    assert all("not balanced" in r.getMessage() for r in caplog.records)
+    table = WorkerConnections.open(tmp_path / "t.bin", 2, 2)
+    assert table is not None and table.counts(0.0) == [0, 0]
+    table.close()
+
+
 def test_a_worker_over_its_share_closes_only_its_excess_connections(tmp_path: Path) -> None:
     path = tmp_path / "connections.bin"
     now = [0.0]
