@@ -149,6 +149,10 @@ def test_booleans_read_the_usual_spellings() -> None:
     assert load_settings({"FMNIST_DEBUG": "yes"}).debug is True
     assert load_settings({}).balance_connections is True
     assert load_settings({"FMNIST_BALANCE_CONNECTIONS": "off"}).balance_connections is False
+    assert error_of({"FMNIST_BALANCE_CONNECTIONS": "maybe"}) == (
+        "FMNIST_BALANCE_CONNECTIONS='maybe': Input should be a valid boolean, unable to "
+        "interpret input"
+    )
 
 
 def test_default_model_must_be_among_the_listed_models() -> None:
