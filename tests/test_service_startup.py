@@ -149,10 +149,6 @@ def per_worker(url: str, name: str = "fmnist_worker_requests_total") -> dict[str
     }
 
 
-def worker_requests(url: str) -> dict[str, float]:
-    return per_worker(url)
-
-
 @pytest.mark.slow
 def test_connections_opened_at_once_are_spread_over_both_workers(
     onnx_models: dict[str, Path], tmp_path: Path
@@ -161,7 +157,7 @@ def test_connections_opened_at_once_are_spread_over_both_workers(
     body, content_type = multipart_png()
     connections, requests_each = 32, 5
     with bentoml_server(env, log_path=tmp_path / "serve.log") as url:
-        before = worker_requests(url)
+        before = per_worker(url)
         host, port = url.removeprefix("http://").split(":")
         barrier = threading.Barrier(connections)
         statuses: list[int] = []
@@ -182,7 +178,7 @@ def test_connections_opened_at_once_are_spread_over_both_workers(
             t.start()
         for t in threads:
             t.join(120)
-        after = worker_requests(url)
+        after = per_worker(url)
     assert statuses == [200] * connections * requests_each
     served = {w: after[w] - before.get(w, 0) for w in after}
     assert set(served) == {"1", "2"}, served
@@ -242,9 +238,9 @@ def test_a_few_kept_alive_connections_end_up_split_evenly_over_the_workers(
             assert held == {"1": 4, "2": 4}, held
             # Balanced: nothing more is closed, and the split stays.
             closed = per_worker(url, "fmnist_rebalanced_connections_total")
-            before = worker_requests(url)
+            before = per_worker(url)
             statuses += send_for(2.0)
-            after = worker_requests(url)
+            after = per_worker(url)
             assert per_worker(url, "fmnist_worker_connections") == {"1": 4, "2": 4}
             assert per_worker(url, "fmnist_rebalanced_connections_total") == closed
             assert after["1"] - before["1"] == after["2"] - before["2"] > 0
