@@ -122,8 +122,9 @@ def _option(fields: dict[str, str], request: Request, name: str) -> str | None:
 
 
 def single_answer(model: str, probabilities: np.ndarray) -> dict[str, Any]:
-    probs = probabilities.reshape(-1).tolist()
-    index = int(np.argmax(probabilities))
+    """docs/api.md's answer for one image; its numbers stay float32 (see JSONAnswer)."""
+    probs = probabilities.reshape(-1)
+    index = int(np.argmax(probs))
     return {
         "model": model,
         "class_index": index,
@@ -134,13 +135,14 @@ def single_answer(model: str, probabilities: np.ndarray) -> dict[str, Any]:
 
 
 def batch_answer(model: str, probabilities: np.ndarray) -> dict[str, Any]:
+    """docs/api.md's answer for N images, numpy arrays for JSONAnswer to encode."""
     return {
         "model": model,
         "count": int(probabilities.shape[0]),
         "class_names": list(CLASS_NAMES),
-        "class_index": probabilities.argmax(axis=1).tolist(),
-        "confidence": probabilities.max(axis=1).tolist(),
-        "probabilities": probabilities.tolist(),
+        "class_index": probabilities.argmax(axis=1),
+        "confidence": probabilities.max(axis=1),
+        "probabilities": probabilities,
     }
 
 

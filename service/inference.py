@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+import orjson
 
 from fmnist.contract import IMAGE_SIDE, INPUT_NAME, KEY_CLASS_NAMES, PROBABILITIES_NAME, as_input
 from fmnist.contract import file_sha256 as file_sha256
@@ -82,18 +83,22 @@ class ModelCard:
 
 
 def _number(meta: dict[str, str], key: str, kind: type) -> Any:
+    """The metadata value as ``kind``; None when absent, unreadable, or an integer beyond
+    64 bits (which no JSON answer of the service can carry)."""
     try:
-        return kind(meta[key]) if key in meta else None
+        value = kind(meta[key]) if key in meta else None
     except ValueError:
         return None
+    return None if kind is int and value is not None and abs(value) >= 2**63 else value
 
 
 def _decoded(meta: dict[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in meta.items():
         try:
-            out[key] = json.loads(value) if value[:1] in "[{" else value
-        except json.JSONDecodeError:
+            # orjson reads integers beyond 64 bits as floats, so every answer can carry them
+            out[key] = orjson.loads(value) if value[:1] in "[{" else value
+        except orjson.JSONDecodeError:
             out[key] = value
     return out
 

@@ -35,7 +35,7 @@ from starlette.responses import JSONResponse, Response
 from fmnist.contract import INPUT_NAME, PROBABILITIES_NAME
 from fmnist.dataset import CLASS_NAMES
 from service import api_spec
-from service.endpoints import Backend, BackendSource, read_body, v2_error
+from service.endpoints import Backend, BackendSource, JSONAnswer, read_body, v2_error
 from service.schemas import (
     V2InferResponse,
     V2ModelMetadata,
@@ -204,8 +204,8 @@ def infer_answer(model: str, version: str, call: InferCall, probabilities: np.nd
     if call.request_id is not None:
         answer["id"] = call.request_id
     if not call.binary_output:
-        output["data"] = probabilities.reshape(-1).tolist()
-        return JSONResponse(answer)
+        output["data"] = probabilities.reshape(-1)  # float32, printed as such (JSONAnswer)
+        return JSONAnswer(answer)
     data = np.ascontiguousarray(probabilities, dtype="<f4").tobytes()
     output["parameters"] = {"binary_data_size": len(data)}
     header = json.dumps(answer, separators=(",", ":")).encode()
