@@ -265,6 +265,9 @@ class Bench:
         a = self.args
         model = a.onnx_dir / onnx_filename(a.model)
         for key, req in requests.items():
+            # warm-up, as every other point gets: first connections, first parses, caches
+            _, script = req.files(self.tmp)
+            lg.run_wrk(url + req.path, script, a.batch_connections, a.warmup, 1)
             # onnxruntime alone, just before and just after the point: the machine's speed
             # drifts over a run by more than the goal's margin (docs/performance.md).
             before = in_process(model, self.extra["batch_images"], a.seconds / 2, a.workers)
