@@ -21,9 +21,14 @@ The policy, in the order it is applied to each request:
    waited ``max_wait``, whichever comes first. A single client sending one request after
    another is never under load, so it never waits. The default is 0: measured at 32
    connections, waiting 2 ms did not raise throughput (docs/performance.md). A batch
-   never exceeds ``max_batch_size`` images (a single request larger than that runs
-   alone).
-4. **Where it runs.** A batch of at most ``inline_images`` images runs on the event loop
+   never exceeds ``max_batch_size`` images.
+4. **Large requests take turns.** A request of more than ``max_batch_size`` images is
+   run a slice of ``max_batch_size`` images at a time, and each next slice goes to the
+   back of the queue: requests that arrived meanwhile go first, so a single image waits
+   behind one slice of a 1,000-image batch, not behind all of it (round robin; nothing
+   starves, since every waiting request gets a turn per round). The request is answered
+   when its last slice is done; it takes one place in the queue, whatever its size.
+5. **Where it runs.** A batch of at most ``inline_images`` images runs on the event loop
    itself (a ~0.1–2 ms onnxruntime call costs less than a hop to a thread and back); a
    larger one runs in a worker thread, and requests collect meanwhile. One batch runs at
    a time per model and worker.
@@ -69,9 +74,11 @@ class BatchingPolicy:
 
 @dataclass
 class _Pending:
-    pixels: np.ndarray  # (n, 28, 28)
+    pixels: np.ndarray  # (n, 28, 28): the request's next slice, at most max_batch_size images
     future: asyncio.Future[np.ndarray]
-    enqueued: float
+    enqueued: float  # when this slice joined the queue
+    rest: np.ndarray | None = None  # the images after this slice (a large request)
+    done: list[np.ndarray] | None = None  # the answers to its earlier slices
 
 
 # What the batcher reports per batch: (images, seconds the oldest waited, seconds run).
@@ -113,8 +120,12 @@ class MicroBatcher:
             raise Overloaded(self.name, len(self._queue), policy.retry_after_s)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[np.ndarray] = loop.create_future()
-        self._queue.append(_Pending(pixels, future, self._clock()))
-        self._queued_images += len(pixels)
+        pending = _Pending(pixels, future, self._clock())
+        if len(pixels) > policy.max_batch_size:  # a slice at a time (the module, point 4)
+            pending.pixels, pending.rest = np.split(pixels, [policy.max_batch_size])
+            pending.done = []
+        self._queue.append(pending)
+        self._queued_images += len(pending.pixels)
         self._schedule(loop)
         return await future
 
@@ -199,9 +210,23 @@ class MicroBatcher:
         offset = 0
         for pending in batch:
             n = len(pending.pixels)
-            if not pending.future.done():
-                pending.future.set_result(result[offset : offset + n])
+            answer = result[offset : offset + n]
             offset += n
+            if pending.future.done():  # cancelled: the client went away
+                continue
+            if pending.rest is None or pending.done is None:
+                pending.future.set_result(answer)
+                continue
+            pending.done.append(answer)
+            if len(pending.rest) == 0:
+                pending.future.set_result(np.concatenate(pending.done))
+                continue
+            # the next slice joins the back of the queue: whoever waits now goes first
+            size = self.policy.max_batch_size
+            pending.pixels, pending.rest = pending.rest[:size], pending.rest[size:]
+            pending.enqueued = self._clock()
+            self._queue.append(pending)
+            self._queued_images += len(pending.pixels)
         if self._observe is not None:
             self._observe(images, waited, ran)
 

@@ -111,21 +111,71 @@ def test_the_default_policy_never_waits() -> None:
     assert (BatchingPolicy().max_batch_size, BatchingPolicy().max_queue) == (64, 256)
 
 
-def test_a_batch_never_exceeds_max_batch_size_and_a_large_request_runs_alone() -> None:
+def test_a_batch_never_exceeds_max_batch_size_and_a_large_request_runs_in_slices() -> None:
     model = FakeModel()
     batcher = MicroBatcher("m", model, BatchingPolicy(max_batch_size=8, max_wait_s=0.0))
 
-    async def go() -> None:
-        await asyncio.gather(
+    async def go() -> tuple[np.ndarray, ...]:
+        return await asyncio.gather(
             batcher.submit(image(1, n=5)),
             batcher.submit(image(2, n=5)),
-            batcher.submit(image(3, n=20)),
+            batcher.submit(np.concatenate([image(v) for v in range(20)])),
             batcher.submit(image(4, n=3)),
         )
 
+    outs = run(go())
+    assert max(model.batches) <= 8 and sum(model.batches) == 33
+    # every request gets its own rows back, the sliced one in its order
+    assert [o.argmax(axis=1).tolist() for o in outs] == [
+        [1] * 5,
+        [2] * 5,
+        [v % 10 for v in range(20)],
+        [4] * 3,
+    ]
+
+
+def test_a_large_request_takes_turns_so_a_single_image_waits_for_one_slice_only() -> None:
+    """Round robin: the 20-image request runs as 8 + 8 + 4, and an image that arrives while
+    the first slice runs goes before the second slice."""
+    model = FakeModel(threading.Event())
+    policy = BatchingPolicy(max_batch_size=8, max_wait_s=0.0, inline_images=0)
+    batcher = MicroBatcher("m", model, policy)
+    finished: list[str] = []
+
+    async def tagged(name: str, pixels: np.ndarray) -> np.ndarray:
+        out = await batcher.submit(pixels)
+        finished.append(name)
+        return out
+
+    async def go() -> np.ndarray:
+        large = asyncio.ensure_future(tagged("large", image(7, n=20)))
+        await asyncio.sleep(0.05)  # its first slice is in the (gated) model now
+        assert model.batches == [8]
+        assert batcher.queued == 0  # the rest of it is not queued until its turn
+        single = asyncio.ensure_future(tagged("single", image(3)))
+        await asyncio.sleep(0.05)
+        assert batcher.queued == 1
+        assert model.gate is not None
+        model.gate.set()
+        await single
+        return await large
+
+    large = run(go())
+    assert model.batches == [8, 1, 8, 4]
+    assert finished == ["single", "large"]
+    assert large.shape == (20, 10) and set(large.argmax(axis=1).tolist()) == {7}
+
+
+def test_a_failing_slice_fails_its_request_and_no_later_slice_runs() -> None:
+    model = FakeModel(fail=True)
+    batcher = MicroBatcher("m", model, BatchingPolicy(max_batch_size=4, max_wait_s=0.0))
+
+    async def go() -> None:
+        with pytest.raises(RuntimeError, match="exploded"):
+            await batcher.submit(image(1, n=10))
+
     run(go())
-    assert max(b for b in model.batches if b != 20) <= 8
-    assert 20 in model.batches and sum(model.batches) == 33
+    assert model.batches == [4]
 
 
 def test_a_full_queue_turns_requests_away_at_once_and_the_model_recovers() -> None:
