@@ -18,6 +18,7 @@ from service.validation import (
     _first_non_number,
     check_batch,
     describe,
+    load_json,
     parse_bool,
     pixels_from_json,
     pixels_from_npy,
@@ -338,3 +339,25 @@ def test_an_npy_header_whose_length_field_lies_is_invalid() -> None:
     with pytest.raises(InputError) as excinfo:
         pixels_from_npy(bytes(data), 4)
     assert answer(excinfo)[:2] == (400, "invalid_npy")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"pixels": [[[0, 255.0, 1e2]]], "model": "deeper"}',
+        b'{"model": "\\ud800", "pixels": []}',  # a lone surrogate: only json reads it
+        b'{"pixels": [[[' + str(2**70).encode() + b"]]]}",  # beyond 64 bits
+    ],
+)
+def test_json_bodies_read_as_json_reads_them(body: bytes) -> None:
+    """orjson reads first; what it refuses, json reads. Integers beyond 64 bits come back
+    as floats of the same size, which the range checks refuse all the same."""
+    doc, expected = load_json(body, "x"), json.loads(body)
+    assert doc == expected or doc["pixels"] == [[[float(2**70)]]]
+
+
+def test_a_batch_of_integers_beyond_64_bits_is_out_of_range() -> None:
+    body = json.dumps({"pixels": [[[2**70] * 28] * 28]}).encode()
+    with pytest.raises(InputError) as excinfo:
+        pixels_from_json(body, 4)
+    assert excinfo.value.reason == "out_of_range"
