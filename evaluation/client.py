@@ -176,8 +176,10 @@ def parse_batch_answer(body: Any, count: int, model: str) -> tuple[np.ndarray, .
         raise ServiceError(f"{where}: answered by model {body['model']!r}")
     try:
         index = np.asarray(body["class_index"], dtype=np.int64)
-        confidence = np.asarray(body["confidence"], dtype=np.float64)
-        probs = np.asarray(body["probabilities"], dtype=np.float64)
+        # The numbers are the model's float32s in their shortest form (docs/api.md): read
+        # as float32 they are its output bit for bit, then widened for the statistics.
+        confidence = np.asarray(body["confidence"], dtype=np.float32).astype(np.float64)
+        probs = np.asarray(body["probabilities"], dtype=np.float32).astype(np.float64)
     except (TypeError, ValueError) as exc:
         raise ServiceError(f"{where}: non-numeric predictions ({exc})") from exc
     expected = ((count,), (count,), (count, NUM_CLASSES))

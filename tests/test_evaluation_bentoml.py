@@ -63,6 +63,8 @@ def test_fmnist_eval_against_bentoml_serve(
         )
         assert m["serving_skew"]["ok"] is True and m["serving_skew"]["same_file"] is True
         assert m["serving_skew"]["images"] == len(split.labels) == 200
+        # the answers' float32 numbers, read as float32, are onnxruntime's bit for bit
+        assert m["serving_skew"]["max_abs_prob_diff"] == 0.0
         assert m["served_model"]["name"] == name
         assert m["served_model"]["test_accuracy"] == pytest.approx(0.1)
         assert m["throughput"]["requests"] == 4  # 200 images in batches of 64
