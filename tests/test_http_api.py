@@ -109,6 +109,57 @@ def test_form_field_wins_over_query_parameter(api: ApiClient, stub_backend: Stub
     assert resp.json()["model"] == "deeper"
 
 
+def _form(*parts: tuple[str, bytes]) -> tuple[bytes, dict[str, str]]:
+    """A multipart body from (Content-Disposition parameters, content) pairs."""
+    body = b"".join(
+        b"--b\r\nContent-Disposition: form-data; " + d.encode() + b"\r\n\r\n" + c + b"\r\n"
+        for d, c in parts
+    )
+    return body + b"--b--\r\n", {"content-type": "multipart/form-data; boundary=b"}
+
+
+def test_a_form_is_read_part_by_part_as_starlette_reads_it(
+    api: ApiClient, stub_backend: StubBackend
+) -> None:
+    """The last part of a name wins; text is UTF-8, else Latin-1; a file named twice is
+    one file."""
+    body, headers = _form(
+        ('name="model"', b"baseline"),
+        ('name="image"; filename="a.png"', b"not an image"),
+        ('name="image"; filename="b.png"', GOOD_IMAGE),
+        ('name="model"', b"deeper"),
+    )
+    resp = api.post("/classify", content=body, headers=headers)
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["model"] == "deeper"
+    np.testing.assert_array_equal(stub_backend.calls[-1][2], decode_image(GOOD_IMAGE))
+    body, headers = _form(('name="image"; filename="a.png"', GOOD_IMAGE), ('name="model"', b"\xe9"))
+    resp = api.post("/classify", content=body, headers=headers)
+    assert resp.status_code == 404 and "'é'" in resp.json()["detail"]  # Latin-1 é
+
+
+@pytest.mark.parametrize(
+    ("parts", "words"),
+    [
+        (
+            [('name="image"; filename="x"', b"1")] * 3,
+            "Too many files. Maximum number of files is 2",
+        ),
+        ([(f'name="f{i}"', b"1") for i in range(17)], "Maximum number of fields is 16"),
+        ([('filename="x"', b"1")], 'The Content-Disposition header field "name" must be provided'),
+        ([('name="image"', b"a text field")], "'image' is missing or not a file (a text field)"),
+        ([('name="other"; filename="x"', b"1")], "'image' is missing or not a file (no such"),
+    ],
+)
+def test_a_form_over_its_limits_or_without_the_file_gets_a_400(
+    api: ApiClient, parts: list[tuple[str, bytes]], words: str
+) -> None:
+    body, headers = _form(*parts)
+    resp = api.post("/classify", content=body, headers=headers)
+    assert resp.status_code == 400 and words in resp.json()["detail"], resp.text
+    assert resp.json()["error"] in {"invalid_form", "missing_field"}
+
+
 def test_large_image_is_decoded_off_the_event_loop(api: ApiClient) -> None:
     big = encode(np.random.default_rng(1).integers(0, 256, (400, 300)))
     assert len(big) > 64 * 1024
