@@ -19,14 +19,16 @@ from __future__ import annotations
 
 import inspect
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import anyio
 import numpy as np
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from python_multipart import MultipartParser
+from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import parse_options_header
-from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -73,45 +75,121 @@ NO_TELEMETRY: dict[str, Any] = {
 HTTP_REASONS = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
 
 
+class _FormParts:
+    """python-multipart's parser callbacks for a body already in memory: the file parts'
+    bytes and the text fields, by name (the last of a name wins, as in Starlette's form).
+
+    Starlette's ``Request.form`` writes each file part to a spooled temporary file, made
+    for uploads of any size; here the body was size-checked and read whole first, so the
+    parts are sliced out of it instead. The limits and their messages are Starlette's.
+    """
+
+    def __init__(self, file_field: str, max_files: int, max_fields: int) -> None:
+        self.file_field = file_field
+        self.files: dict[str, bytes] = {}
+        self.fields: dict[str, str] = {}
+        self._limits = {True: max_files, False: max_fields}
+        self._counts = {True: 0, False: 0}  # file parts and text parts so far
+        self._header_name = self._header_value = self._disposition = b""
+        self._name, self._is_file, self._data = "", False, list[bytes]()
+
+    def callbacks(self) -> dict[str, Callable[..., None]]:
+        return {
+            "on_part_begin": self._begin,
+            "on_header_field": self._on_header_name,
+            "on_header_value": self._on_header_value,
+            "on_header_end": self._header_end,
+            "on_headers_finished": self._headers_finished,
+            "on_part_data": self._part_data,
+            "on_part_end": self._part_end,
+        }
+
+    def malformed(self, reason: str) -> InputError:
+        return InputError(
+            400,
+            "invalid_form",
+            f"the multipart body is malformed ({reason}); expected {_form(self.file_field)}",
+        )
+
+    def _begin(self) -> None:
+        self._disposition, self._data = b"", []
+
+    def _on_header_name(self, data: bytes, start: int, end: int) -> None:
+        self._header_name += data[start:end]
+
+    def _on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._header_value += data[start:end]
+
+    def _header_end(self) -> None:
+        if self._header_name.lower() == b"content-disposition":
+            self._disposition = self._header_value
+        self._header_name = self._header_value = b""
+
+    def _headers_finished(self) -> None:
+        options = parse_options_header(self._disposition)[1]
+        if b"name" not in options:
+            raise self.malformed('The Content-Disposition header field "name" must be provided.')
+        self._name, self._is_file = _text(options[b"name"]), b"filename" in options
+        kind, limit = "files" if self._is_file else "fields", self._limits[self._is_file]
+        self._counts[self._is_file] += 1
+        if self._counts[self._is_file] > limit:
+            raise self.malformed(f"Too many {kind}. Maximum number of {kind} is {limit}.")
+
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        self._data.append(data[start:end])
+
+    def _part_end(self) -> None:
+        value = b"".join(self._data)
+        if self._is_file:
+            self.files[self._name] = value
+            self.fields.pop(self._name, None)
+        else:
+            self.fields[self._name] = _text(value)
+            self.files.pop(self._name, None)
+
+
+def _form(file_field: str) -> str:
+    return f"a multipart form with a file field {file_field!r}"
+
+
+def _text(raw: bytes) -> str:
+    """A form's text as UTF-8, or Latin-1 where it is not UTF-8 (as Starlette reads it)."""
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
 async def read_form(request: Request, limit: int, file_field: str) -> tuple[bytes, dict[str, str]]:
     """A multipart body (size-checked first) → the named file's bytes and the text fields."""
-    what = f"a multipart form with a file field {file_field!r}"
+    what = _form(file_field)
     body = await read_body(request, limit)
     if not body:
         raise InputError(400, "empty_body", f"the request body is empty; expected {what}")
+    form = _FormParts(file_field, max_files=2, max_fields=FORM_FIELDS_LIMIT)
     boundary = parse_options_header(request.headers.get("content-type", ""))[1].get(b"boundary")
-    if boundary and b"--" + boundary + b"--" not in body:
-        # Starlette's parser keeps the file of a part that never ends out of the form it
-        # returns, so nothing would close it: such a body is refused before parsing.
+    if not boundary:
+        raise form.malformed("Missing boundary in multipart.")
+    if b"--" + boundary + b"--" not in body:
         raise InputError(
             400,
             "invalid_form",
             f"the multipart body ends before its closing boundary; expected {what}",
         )
-
-    async def replay() -> dict[str, Any]:
-        return {"type": "http.request", "body": body, "more_body": False}
-
     try:
-        form = await Request(request.scope, replay).form(max_files=2, max_fields=FORM_FIELDS_LIMIT)
-    except HTTPException as exc:
+        parser = MultipartParser(boundary, form.callbacks())  # type: ignore[arg-type]
+        parser.write(body)
+        parser.finalize()
+    except FormParserError as exc:
+        raise form.malformed("Invalid multipart data.") from exc
+    if file_field not in form.files:
+        got = "a text field" if file_field in form.fields else "no such field"
         raise InputError(
-            400, "invalid_form", f"the multipart body is malformed ({exc.detail}); expected {what}"
-        ) from exc
-    try:
-        upload = form.get(file_field)
-        if not isinstance(upload, UploadFile):
-            got = "a text field" if upload is not None else "no such field"
-            raise InputError(
-                400,
-                "missing_field",
-                f"{file_field!r} is missing or not a file ({got}); expected {what}",
-            )
-        data = await upload.read()
-        fields = {k: v for k, v in form.items() if isinstance(v, str)}
-    finally:
-        await form.close()  # the uploads' spooled files, on every path
-    return data, fields
+            400,
+            "missing_field",
+            f"{file_field!r} is missing or not a file ({got}); expected {what}",
+        )
+    return form.files[file_field], form.fields
 
 
 def _option(fields: dict[str, str], request: Request, name: str) -> str | None:
