@@ -73,12 +73,24 @@ class BatchingPolicy:
 
 
 @dataclass
+class _Slices:
+    """What is left of a request larger than one call (the module, point 4)."""
+
+    rest: np.ndarray  # the images after the slice in the queue
+    done: list[np.ndarray]  # the answers to its earlier slices
+
+
+@dataclass
 class _Pending:
     pixels: np.ndarray  # (n, 28, 28): the request's next slice, at most max_batch_size images
     future: asyncio.Future[np.ndarray]
     enqueued: float  # when this slice joined the queue
-    rest: np.ndarray | None = None  # the images after this slice (a large request)
-    done: list[np.ndarray] | None = None  # the answers to its earlier slices
+    slices: _Slices | None = None  # None: the whole request fits one call
+
+    def next_slice(self, size: int) -> None:
+        """The next ``size`` images of a large request become its slice in the queue."""
+        assert self.slices is not None
+        self.pixels, self.slices.rest = self.slices.rest[:size], self.slices.rest[size:]
 
 
 # What the batcher reports per batch: (images, seconds the oldest waited, seconds run).
@@ -122,8 +134,8 @@ class MicroBatcher:
         future: asyncio.Future[np.ndarray] = loop.create_future()
         pending = _Pending(pixels, future, self._clock())
         if len(pixels) > policy.max_batch_size:  # a slice at a time (the module, point 4)
-            pending.pixels, pending.rest = np.split(pixels, [policy.max_batch_size])
-            pending.done = []
+            pending.slices = _Slices(pixels, [])
+            pending.next_slice(policy.max_batch_size)
         self._queue.append(pending)
         self._queued_images += len(pending.pixels)
         self._schedule(loop)
@@ -214,16 +226,16 @@ class MicroBatcher:
             offset += n
             if pending.future.done():  # cancelled: the client went away
                 continue
-            if pending.rest is None or pending.done is None:
+            slices = pending.slices
+            if slices is None:
                 pending.future.set_result(answer)
                 continue
-            pending.done.append(answer)
-            if len(pending.rest) == 0:
-                pending.future.set_result(np.concatenate(pending.done))
+            slices.done.append(answer)
+            if len(slices.rest) == 0:
+                pending.future.set_result(np.concatenate(slices.done))
                 continue
             # the next slice joins the back of the queue: whoever waits now goes first
-            size = self.policy.max_batch_size
-            pending.pixels, pending.rest = pending.rest[:size], pending.rest[size:]
+            pending.next_slice(self.policy.max_batch_size)
             pending.enqueued = self._clock()
             self._queue.append(pending)
             self._queued_images += len(pending.pixels)

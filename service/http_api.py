@@ -88,10 +88,11 @@ class _FormParts:
         self.file_field = file_field
         self.files: dict[str, bytes] = {}
         self.fields: dict[str, str] = {}
-        self._limits = {True: max_files, False: max_fields}
-        self._counts = {True: 0, False: 0}  # file parts and text parts so far
+        self.max_files, self.max_fields = max_files, max_fields
+        self._file_parts = self._text_parts = 0
         self._header_name = self._header_value = self._disposition = b""
-        self._name, self._is_file, self._data = "", False, list[bytes]()
+        self._name, self._is_file = "", False
+        self._data: list[bytes] = []
 
     def callbacks(self) -> dict[str, Callable[..., None]]:
         return {
@@ -130,10 +131,18 @@ class _FormParts:
         if b"name" not in options:
             raise self.malformed('The Content-Disposition header field "name" must be provided.')
         self._name, self._is_file = _text(options[b"name"]), b"filename" in options
-        kind, limit = "files" if self._is_file else "fields", self._limits[self._is_file]
-        self._counts[self._is_file] += 1
-        if self._counts[self._is_file] > limit:
-            raise self.malformed(f"Too many {kind}. Maximum number of {kind} is {limit}.")
+        if self._is_file:
+            self._file_parts += 1
+            if self._file_parts > self.max_files:
+                raise self.malformed(
+                    f"Too many files. Maximum number of files is {self.max_files}."
+                )
+        else:
+            self._text_parts += 1
+            if self._text_parts > self.max_fields:
+                raise self.malformed(
+                    f"Too many fields. Maximum number of fields is {self.max_fields}."
+                )
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
         self._data.append(data[start:end])
@@ -170,6 +179,8 @@ async def read_form(request: Request, limit: int, file_field: str) -> tuple[byte
     boundary = parse_options_header(request.headers.get("content-type", ""))[1].get(b"boundary")
     if not boundary:
         raise form.malformed("Missing boundary in multipart.")
+    # Without its closing boundary the last part never ends, and the parser would drop it:
+    # the answer says what is wrong instead of "missing".
     if b"--" + boundary + b"--" not in body:
         raise InputError(
             400,
