@@ -93,8 +93,9 @@ class _Pending:
         self.pixels, self.slices.rest = self.slices.rest[:size], self.slices.rest[size:]
 
 
-# What the batcher reports per batch: (images, seconds the oldest waited, seconds run).
-BatchObserver = Callable[[int, float, float], None]
+# What the batcher reports per batch, after the model's call: (the batch's answers (N, 10),
+# seconds the oldest request waited, seconds the call took).
+BatchObserver = Callable[[np.ndarray, float, float], None]
 
 
 class MicroBatcher:
@@ -185,7 +186,7 @@ class MicroBatcher:
             except Exception as exc:  # the model failed: every request of the batch learns it
                 self._fail(batch, exc)
             else:
-                self._deliver(batch, result, len(pixels), waited, self._clock() - start)
+                self._deliver(batch, result, waited, self._clock() - start)
             self._after_batch(loop)
             return
         self._running = True
@@ -204,7 +205,7 @@ class MicroBatcher:
         except Exception as exc:
             self._fail(batch, exc)
         else:
-            self._deliver(batch, result, len(pixels), waited, self._clock() - start)
+            self._deliver(batch, result, waited, self._clock() - start)
         finally:
             self._running = False
             self._after_batch(loop)
@@ -217,7 +218,7 @@ class MicroBatcher:
             self._schedule(loop)
 
     def _deliver(
-        self, batch: list[_Pending], result: np.ndarray, images: int, waited: float, ran: float
+        self, batch: list[_Pending], result: np.ndarray, waited: float, ran: float
     ) -> None:
         offset = 0
         for pending in batch:
@@ -240,7 +241,7 @@ class MicroBatcher:
             self._queue.append(pending)
             self._queued_images += len(pending.pixels)
         if self._observe is not None:
-            self._observe(images, waited, ran)
+            self._observe(result, waited, ran)
 
     @staticmethod
     def _fail(batch: list[_Pending], exc: Exception) -> None:

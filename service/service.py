@@ -26,7 +26,6 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -34,7 +33,7 @@ import bentoml
 import numpy as np
 
 from fmnist.dataset import CLASS_NAMES
-from service.batching import BatchingPolicy, MicroBatcher
+from service.batching import BatchingPolicy, BatchObserver, MicroBatcher
 from service.catalog import (
     CatalogError,
     ModelSource,
@@ -193,7 +192,7 @@ class FashionMNISTService:
             max_queue=SETTINGS.batching_max_queue,
         )
         self._batchers = {
-            name: MicroBatcher(name, self._runner(name), policy, self.metrics.batch_observer(name))
+            name: MicroBatcher(name, self.models[name].predict, policy, self._observer(name))
             for name in self.models
         }
         tune_gc()
@@ -222,16 +221,19 @@ class FashionMNISTService:
     def __is_ready__(self) -> bool:
         return self._ready
 
-    def _runner(self, name: str) -> Callable[[np.ndarray], np.ndarray]:
-        model = self.models[name]
-        observe = self.metrics.prediction_observer(name, CLASS_NAMES, SETTINGS.low_confidence)
+    def _observer(self, name: str) -> BatchObserver:
+        """After each model call: its metrics, then the predicted classes and confidences.
 
-        def run(pixels: np.ndarray) -> np.ndarray:
-            probabilities = model.predict(pixels)
-            observe(probabilities)
-            return probabilities
+        Outside the timed call, so that fmnist_inference_seconds is onnxruntime's time
+        alone (the per-image bookkeeping is ~4 % of a 64-image call)."""
+        batch = self.metrics.batch_observer(name)
+        predictions = self.metrics.prediction_observer(name, CLASS_NAMES, SETTINGS.low_confidence)
 
-        return run
+        def observe(probabilities: np.ndarray, queued: float, ran: float) -> None:
+            batch(len(probabilities), queued, ran)
+            predictions(probabilities)
+
+        return observe
 
     async def classify_one(self, model: str, pixels: np.ndarray) -> np.ndarray:
         """One (28, 28) image through the model's micro-batcher → (10,) probabilities."""

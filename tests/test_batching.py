@@ -227,16 +227,45 @@ def test_a_model_error_reaches_every_request_of_the_batch_and_the_next_batch_run
     assert isinstance(outs[3], np.ndarray) and outs[3].argmax() == 5
 
 
-def test_the_observer_sees_batch_size_queue_wait_and_run_time() -> None:
-    seen: list[tuple[int, float, float]] = []
+def test_the_observer_sees_the_answers_queue_wait_and_run_time() -> None:
+    seen: list[tuple[np.ndarray, float, float]] = []
     batcher = MicroBatcher(
         "m", FakeModel(), BatchingPolicy(max_wait_s=0.0), observe=lambda *a: seen.append(a)
     )
 
     async def go() -> None:
-        await asyncio.gather(*(batcher.submit(image(1)) for _ in range(3)))
+        await asyncio.gather(*(batcher.submit(image(v)) for v in (1, 2, 3)))
 
     run(go())
     assert len(seen) == 1
-    images, waited, ran = seen[0]
-    assert images == 3 and 0 <= waited < 1.0 and 0 <= ran < 1.0
+    answers, waited, ran = seen[0]
+    assert answers.shape == (3, 10) and answers.argmax(axis=1).tolist() == [1, 2, 3]
+    assert 0 <= waited < 1.0 and 0 <= ran < 1.0
+
+
+def test_the_run_time_is_the_model_call_alone() -> None:
+    """What the observer is told the model took is the call itself: neither the queueing
+    before it nor the observer's own bookkeeping (fmnist_inference_seconds)."""
+    now = [0.0]
+    model = FakeModel()
+
+    def slow_model(pixels: np.ndarray) -> np.ndarray:
+        now[0] += 5.0  # the model takes 5 s of the fake clock
+        return model(pixels)
+
+    seen: list[float] = []
+
+    def observe(answers: np.ndarray, waited: float, ran: float) -> None:
+        seen.append(ran)
+        now[0] += 100.0  # bookkeeping after the call: not the model's time
+
+    batcher = MicroBatcher(
+        "m", slow_model, BatchingPolicy(max_wait_s=0.0), observe=observe, clock=lambda: now[0]
+    )
+
+    async def go() -> None:
+        for v in (1, 2):
+            await batcher.submit(image(v))
+
+    run(go())
+    assert seen == [5.0, 5.0]
