@@ -8,7 +8,8 @@
   from /proc (psutil), of the load generator (``RUSAGE_CHILDREN``) and of the machine
   (/proc/stat), so a point reports server CPU per request and what else was running.
 - :func:`worker_requests` reads a per-worker request counter from ``/metrics`` if the
-  server has one (a ``*_total`` counter with a ``worker`` label).
+  server has one (a ``*_total`` counter with a ``worker`` label); :func:`histogram_totals`
+  reads a histogram's sum and count (the service's time in its model calls).
 - :func:`process_server` starts any server command in its own session on loopback and
   kills the whole group at the end, Ctrl-C included.
 """
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from prometheus_client.parser import text_string_to_metric_families
 
 WRK_SCRIPT = """
 wrk.method = "POST"
@@ -269,6 +271,26 @@ def worker_requests(url: str) -> dict[str, float] | None:
             return parse_worker_counts(resp.read().decode())
     except (OSError, urllib.error.URLError):
         return None
+
+
+def histogram_totals(url: str, name: str, **labels: str) -> tuple[float, float] | None:
+    """(sum, count) of histogram ``name`` in ``url``/metrics, over the series whose labels
+    include ``labels``; None when the server has no such histogram or cannot be read."""
+    try:
+        with urllib.request.urlopen(url + "/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+    except (OSError, urllib.error.URLError):
+        return None
+    totals = {f"{name}_sum": 0.0, f"{name}_count": 0.0}
+    found = False
+    for family in text_string_to_metric_families(text):
+        if family.name != name:
+            continue
+        for sample in family.samples:
+            if sample.name in totals and labels.items() <= sample.labels.items():
+                totals[sample.name] += sample.value
+                found = True
+    return (totals[f"{name}_sum"], totals[f"{name}_count"]) if found else None
 
 
 @dataclass

@@ -52,6 +52,19 @@ def around(point: dict[str, Any]) -> float:
     return sum(point["inproc_around"]) / len(point["inproc_around"])
 
 
+def model_call(point: dict[str, Any]) -> str:
+    """The server's CPU per request and the time of its model call in it, when the point
+    read the service's call histogram; the rest is HTTP, parsing, metrics and the answer."""
+    if "model_ms_per_call" not in point:
+        return ""
+    calls = point["model_calls_per_req"]
+    per = "" if abs(calls - 1) < 0.01 else f" × {calls:.2f} calls"
+    return (
+        f" = {point['cpu_ms_per_req']:.2f} ms/request, of which the model call "
+        f"{point['model_ms_per_call']:.2f} ms{per} (wall time)"
+    )
+
+
 def ratios(b: Any, reference: float) -> str:
     """Each batch point's images/s over ``reference``, in batch_points' order."""
     return " / ".join(f"{p['images_per_s'] / reference:.0%}" for _, p in batch_points(b))
@@ -114,14 +127,16 @@ def report(b: Any, meta: dict[str, Any]) -> str:
             "|---|---:|---:|",
             *(
                 f"| {BATCH_PATHS[how]}, {how}, {a.batch_connections} connections (server CPU "
-                f"{p['cpu_ms_per_req'] / BATCH:.3f} ms/image, {p['cores_busy']:.2f} cores, "
-                f"{p['non2xx']} non-2xx) | {p['images_per_s']:,.0f} | — |"
+                f"{p['cpu_ms_per_req'] / BATCH:.3f} ms/image{model_call(p)}, "
+                f"{p['cores_busy']:.2f} cores, {p['non2xx']} non-2xx) "
+                f"| {p['images_per_s']:,.0f} | — |"
                 for how, p in batch_points(b)
             ),
             *(
                 f"| in-process onnxruntime, {a.workers} processes × 1 thread, just before and "
                 f"after the {how} point | {around(p):,.0f} "
-                f"({' and '.join(f'{x:,.0f}' for x in p['inproc_around'])}) "
+                f"({' and '.join(f'{x:,.0f}' for x in p['inproc_around'])}; "
+                f"{1e3 * BATCH * a.workers / around(p):.2f} ms per call of {BATCH}) "
                 f"| {p['images_per_s'] / around(p):.0%} |"
                 for how, p in batch_points(b)
                 if p.get("inproc_around")

@@ -53,6 +53,8 @@ log = logging.getLogger("bench-serve")
 PEERS = HERE / "peers"
 PEER_PYTHON = REPO / ".venv-peers" / "bin" / "python"
 BATCH = 64
+# The service's histogram of its onnxruntime calls (service/metrics.py): where its time goes.
+MODEL_CALLS = "fmnist_inference_seconds"
 
 
 # ---------------------------------------------------------------- requests and in-process
@@ -272,10 +274,15 @@ class Bench:
             # drifts over a run by more than the goal's margin (docs/performance.md).
             before = in_process(model, self.extra["batch_images"], a.seconds / 2, a.workers)
             time.sleep(a.settle)
+            calls0 = lg.histogram_totals(url, MODEL_CALLS, model=a.model)
             p = self.point("service", url, pid, a.workers, req, a.batch_connections, a.seconds)
+            calls1 = lg.histogram_totals(url, MODEL_CALLS, model=a.model)
             after = in_process(model, self.extra["batch_images"], a.seconds / 2, a.workers)
             p["images_per_s"] = p["rps"] * BATCH
             p["inproc_around"] = [before, after]
+            if calls0 and calls1 and calls1[1] > calls0[1]:  # where the server's time went
+                p["model_ms_per_call"] = 1e3 * (calls1[0] - calls0[0]) / (calls1[1] - calls0[1])
+                p["model_calls_per_req"] = (calls1[1] - calls0[1]) / p["requests"]
             self.extra[key] = p
 
     def recovery(self, url: str, pid: int, req: lg.Request) -> None:

@@ -8,6 +8,7 @@ server, and a tiny run of the whole benchmark against a real ``bentoml serve``.
 from __future__ import annotations
 
 import http.server
+import json
 import shutil
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry, Histogram, start_http_server
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -83,6 +85,29 @@ def test_worker_counts_prefer_a_request_counter_and_sum_other_labels() -> None:
 
 
 BUSY = "import time\nt = time.process_time()\nwhile time.process_time() - t < {s}: pass\n"
+
+
+def test_histogram_totals_sum_the_series_with_the_labels_asked_for() -> None:
+    """Against prometheus-client's own exposition server: (sum, count) of one model's
+    calls, of all of them, and None for a label value, a name or a server that is not there."""
+    registry = CollectorRegistry()
+    calls = Histogram("fmnist_inference_seconds", "calls", ["model"], registry=registry)
+    calls.labels("baseline").observe(0.25)
+    calls.labels("baseline").observe(0.5)
+    calls.labels("deeper").observe(4.0)
+    server, thread = start_http_server(0, addr="127.0.0.1", registry=registry)
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        name = "fmnist_inference_seconds"
+        assert lg.histogram_totals(url, name, model="baseline") == (0.75, 2.0)
+        assert lg.histogram_totals(url, name) == (4.75, 3.0)
+        assert lg.histogram_totals(url, name, model="other") is None
+        assert lg.histogram_totals(url, "fmnist_other_seconds") is None
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    assert lg.histogram_totals(url, "fmnist_inference_seconds") is None
 
 
 def test_tree_cpu_counts_live_and_reaped_descendants() -> None:
@@ -158,7 +183,15 @@ def test_report_has_ratios_and_goals_from_the_same_run() -> None:
         extra={
             "batch": point("service", "npy", 4, 200.0, images_per_s=12800.0),
             "batch_raw": point(
-                "service", "npy raw", 4, 220.0, images_per_s=10400.0, inproc_around=[15000, 17000]
+                "service",
+                "npy raw",
+                4,
+                220.0,
+                images_per_s=10400.0,
+                inproc_around=[15000, 17000],
+                cpu_ms_per_req=9.0,
+                model_ms_per_call=7.5,
+                model_calls_per_req=1.0,
             ),
             "batch_v2": point(
                 "service", "v2 binary", 4, 250.0, images_per_s=12000.0, inproc_around=[16000]
@@ -185,7 +218,12 @@ def test_report_has_ratios_and_goals_from_the_same_run() -> None:
     assert "batch 64 (≥ 70 %; vs 2 processes) | 80% | met |" in text
     # The raw point's ratio is against onnxruntime measured around it: 10,400 / 16,000.
     assert "batch 64, raw .npy body (≥ 70 %; vs 2 processes) | 65% | **not met** |" in text
-    assert "after the raw .npy body point | 16,000 (15,000 and 17,000) | 65% |" in text
+    assert (
+        "after the raw .npy body point | 16,000 (15,000 and 17,000; 8.00 ms per call of 64)" in text
+    )
+    # Where the server's time went, from the service's model-call histogram.
+    assert "0.141 ms/image = 9.00 ms/request, of which the model call 7.50 ms (wall time), " in text
+    assert text.count("of which the model call") == 1  # the other points did not read it
     assert "| `/v2/models/{name}/infer`, v2 binary tensors, 4 connections" in text
     assert "batch 64, v2 binary tensors (≥ 70 %; vs 2 processes) | 75% | met |" in text
     assert "(as the service) | 16,000 | 80% / 65% / 75% |" in text
@@ -257,4 +295,11 @@ def test_a_tiny_run_of_the_benchmark(
     text = capsys.readouterr().out
     assert "| service | multipart PNG | 4 |" in text and "| goal (issue 11) |" in text
     assert "Recovery" in text and "in-process onnxruntime" in text
-    assert out_json.exists()
+    # Each batch point read the service's model-call histogram: one call of 64 a request.
+    # (Its times are wall times: on a loaded machine a call can outlast a request's CPU.)
+    result = json.loads(out_json.read_text())
+    for key in ("batch", "batch_raw", "batch_v2"):
+        p = result[key]
+        assert p["model_calls_per_req"] == pytest.approx(1.0, abs=0.05), key
+        assert 0 < p["model_ms_per_call"] < 1000, key
+    assert text.count("of which the model call") == 3
