@@ -36,6 +36,7 @@ from typing import Any
 
 import psutil
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 WRK_SCRIPT = """
 wrk.method = "POST"
@@ -251,45 +252,51 @@ def machine_busy_s() -> float:
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
+def scrape(url: str) -> str | None:
+    """``url``/metrics as text; None when it cannot be read."""
+    try:
+        with urllib.request.urlopen(url + "/metrics", timeout=5) as resp:
+            return resp.read().decode()
+    except (OSError, urllib.error.URLError):
+        return None
+
+
+def metric_samples(text: str) -> list[Sample]:
+    """Every sample in Prometheus text (prometheus-client's parser); none if it is not."""
+    try:
+        return [s for family in text_string_to_metric_families(text) for s in family.samples]
+    except ValueError:
+        return []
+
+
 def parse_worker_counts(text: str) -> dict[str, float] | None:
     """Requests per worker from Prometheus text: the first ``*_total`` counter with a
     ``worker`` label (one with "request" in its name preferred), summed over other labels."""
-    pattern = re.compile(r"^(\w*_total)\{([^}]*)\}\s+(\S+)", re.M)
     counts: dict[str, dict[str, float]] = {}
-    for name, labels, value in pattern.findall(text):
-        if m := re.search(r'\bworker="([^"]*)"', labels):
-            per = counts.setdefault(name, {})
-            per[m.group(1)] = per.get(m.group(1), 0.0) + float(value)
+    for sample in metric_samples(text):
+        if sample.name.endswith("_total") and "worker" in sample.labels:
+            per = counts.setdefault(sample.name, {})
+            worker = sample.labels["worker"]
+            per[worker] = per.get(worker, 0.0) + sample.value
     names = sorted(counts, key=lambda n: ("request" not in n, n))
     return counts[names[0]] if names else None
 
 
 def worker_requests(url: str) -> dict[str, float] | None:
     """:func:`parse_worker_counts` of ``url``/metrics; None without such a counter."""
-    try:
-        with urllib.request.urlopen(url + "/metrics", timeout=5) as resp:
-            return parse_worker_counts(resp.read().decode())
-    except (OSError, urllib.error.URLError):
-        return None
+    text = scrape(url)
+    return None if text is None else parse_worker_counts(text)
 
 
 def histogram_totals(url: str, name: str, **labels: str) -> tuple[float, float] | None:
     """(sum, count) of histogram ``name`` in ``url``/metrics, over the series whose labels
     include ``labels``; None when the server has no such histogram or cannot be read."""
-    try:
-        with urllib.request.urlopen(url + "/metrics", timeout=5) as resp:
-            text = resp.read().decode()
-    except (OSError, urllib.error.URLError):
-        return None
     totals = {f"{name}_sum": 0.0, f"{name}_count": 0.0}
     found = False
-    for family in text_string_to_metric_families(text):
-        if family.name != name:
-            continue
-        for sample in family.samples:
-            if sample.name in totals and labels.items() <= sample.labels.items():
-                totals[sample.name] += sample.value
-                found = True
+    for sample in metric_samples(scrape(url) or ""):
+        if sample.name in totals and labels.items() <= sample.labels.items():
+            totals[sample.name] += sample.value
+            found = True
     return (totals[f"{name}_sum"], totals[f"{name}_count"]) if found else None
 
 
