@@ -2,6 +2,7 @@
 
     fmnist-eval --url http://127.0.0.1:3000 --out reports/eval
     fmnist-eval --url http://127.0.0.1:3000 --out /tmp/quick --limit 1000 --models baseline
+    fmnist-eval --url http://127.0.0.1:3000 --out reports/gate --gate baseline   # the gate
 
 Evaluates every model the service lists in ``GET /models`` (or those named with
 --models) and compares every pair of them (exact McNemar test, paired bootstrap). Sends
@@ -18,6 +19,11 @@ answers is given up on after about 30 seconds.
 
 Exit status: 0 done; 1 the service failed (unreachable after retries, refused a request,
 or broke the contract); 2 bad input (dataset missing, OUT not writable); 130 interrupted.
+
+With ``--gate NAME`` it is the promotion gate (evaluation/gate.py): the test set goes to
+NAME@production and NAME@candidate, the report opens with a "Gate" section, and the exit
+status is the decision: 0 promote, 1 reject, 2 could not decide (the service failed or
+lacks a candidate, too few images, bad input).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import sys
 from pathlib import Path
 
 from evaluation.client import RetryPolicy, ServiceError
+from evaluation.gate import GateRule
 from evaluation.report import ReportError, earlier_report, write_report
 from evaluation.run import EvalConfig, evaluate
 from fmnist.dataset import DatasetError
@@ -106,6 +113,55 @@ def parse_args(argv: list[str] | None) -> EvalConfig:
     p.add_argument("--no-verify", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--seed", type=int, default=d.seed, help="bootstrap seed")
+    g, rule = (
+        p.add_argument_group("promotion gate (exit 0 promote, 1 reject, 2 undecided)"),
+        d.gate_rule,
+    )
+    g.add_argument(
+        "--gate",
+        metavar="NAME",
+        default=None,
+        help="decide whether NAME@candidate may replace NAME@production (evaluation/gate.py)",
+    )
+    g.add_argument(
+        "--accuracy-margin",
+        type=float,
+        default=rule.accuracy_margin * 100,
+        metavar="PP",
+        help="non-inferiority margin on accuracy, percentage points",
+    )
+    g.add_argument(
+        "--ece-margin",
+        type=float,
+        default=rule.ece_margin * 100,
+        metavar="PP",
+        help="how much worse the candidate's ECE may be, percentage points",
+    )
+    g.add_argument(
+        "--hardest-class-margin",
+        type=float,
+        default=rule.hardest_class_margin * 100,
+        metavar="PP",
+        help="how much the candidate may lose on production's hardest class, percentage points",
+    )
+    g.add_argument(
+        "--agreement-floor",
+        type=float,
+        default=rule.agreement_floor,
+        help="least share of shadowed images predicted alike (when there are enough)",
+    )
+    g.add_argument(
+        "--min-images",
+        type=int,
+        default=rule.min_images,
+        help="fewer labelled images than this: undecided (exit 2)",
+    )
+    g.add_argument(
+        "--min-shadow-images",
+        type=int,
+        default=rule.min_shadow_images,
+        help="shadowed images needed before live agreement counts",
+    )
     a = p.parse_args(argv)
     for flag, seconds in (("--timeout", a.timeout), ("--retry-for", a.retry_for)):
         if not seconds > 0:
@@ -139,6 +195,15 @@ def parse_args(argv: list[str] | None) -> EvalConfig:
         verify=not (a.skip_checksums or a.no_verify),
         progress=not a.no_progress,
         seed=a.seed,
+        gate=a.gate,
+        gate_rule=GateRule(
+            accuracy_margin=a.accuracy_margin / 100,
+            ece_margin=a.ece_margin / 100,
+            hardest_class_margin=a.hardest_class_margin / 100,
+            agreement_floor=a.agreement_floor,
+            min_images=a.min_images,
+            min_shadow_images=a.min_shadow_images,
+        ),
     )
 
 
@@ -165,6 +230,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except ServiceError as exc:
         print(f"fmnist-eval: error: {exc}; {left_behind(cfg.out)}", file=sys.stderr)
+        if cfg.gate is not None:
+            print(f"fmnist-eval: gate {cfg.gate}: undecided (exit 2)", file=sys.stderr)
+            return 2  # a service that fails decides nothing: never a reject
         return 1
     for name, r in ev.models.items():
         acc = r.metrics.accuracy
@@ -177,6 +245,16 @@ def main(argv: list[str] | None = None) -> int:
             f"{c.model_a} vs {c.model_b}: McNemar p = {c.p_value:.3g}, agreement {c.agreement:.2%}"
         )
     print(f"report: {out / 'report.html'}")
+    if ev.gate is not None:
+        d = ev.gate
+        print(f"gate {d.model}: {d.verdict} (exit {d.exit_code}): {d.reason}")
+        for check in d.checks:
+            result = {True: "pass", False: "FAIL", None: "n/a"}[check.passed]
+            print(
+                f"  {result:4} {check.name}: production {check.production}, "
+                f"candidate {check.candidate}"
+            )
+        return d.exit_code
     return 0
 
 

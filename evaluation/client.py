@@ -102,7 +102,8 @@ class ServedModel:
 @dataclass(frozen=True)
 class ModelListing:
     default: str | None
-    models: dict[str, ServedModel]
+    models: dict[str, ServedModel]  # by every name a request may use (name, name@alias, ...)
+    names: tuple[str, ...] = ()  # the served names, each meaning its production version
 
 
 @dataclass(frozen=True)
@@ -146,19 +147,31 @@ def parse_listing(body: Any) -> ModelListing:
         raise ServiceError(
             f"GET /models: expected {{'default', 'models': [...]}}, got {body!r:.200}"
         )
-    models = {}
+    models: dict[str, ServedModel] = {}
     for entry in body["models"]:
         if not isinstance(entry, dict) or "name" not in entry:
             raise ServiceError(f"GET /models: model entry without a name: {entry!r:.200}")
-        models[str(entry["name"])] = ServedModel(
-            name=str(entry["name"]),
-            parameters=_optional_int(entry.get("parameters")),
-            test_accuracy=_optional_float(entry.get("test_accuracy")),
-            val_accuracy=_optional_float(entry.get("val_accuracy")),
-            sha256=entry.get("sha256"),
-            raw=entry,
-        )
-    return ModelListing(default=body.get("default"), models=models)
+        name = str(entry["name"])
+        aliases = entry.get("aliases")
+        aliases = [str(a) for a in aliases] if isinstance(aliases, list) else []
+        # What a request may name: the bare name means its production version (listed
+        # first), name@<version> and name@<alias> (service/versions.py) the one version.
+        keys = [f"{name}@{a}" for a in aliases]
+        if entry.get("version"):
+            keys.append(f"{name}@{entry['version']}")
+        if name not in models:
+            keys.append(name)
+        for key in keys:
+            models[key] = ServedModel(
+                name=key,
+                parameters=_optional_int(entry.get("parameters")),
+                test_accuracy=_optional_float(entry.get("test_accuracy")),
+                val_accuracy=_optional_float(entry.get("val_accuracy")),
+                sha256=entry.get("sha256"),
+                raw=entry,
+            )
+    names = tuple(dict.fromkeys(str(e["name"]) for e in body["models"]))
+    return ModelListing(default=body.get("default"), models=models, names=names)
 
 
 def parse_batch_answer(body: Any, count: int, model: str) -> tuple[np.ndarray, ...]:
@@ -279,6 +292,10 @@ class ServiceClient:
 
     async def list_models(self) -> ModelListing:
         return parse_listing(_json(await self._request("GET", "/models"), "GET /models"))
+
+    async def metrics_text(self) -> str:
+        """The service's Prometheus exposition (GET /metrics), all workers merged."""
+        return (await self._request("GET", "/metrics")).text
 
     async def classify_npy(self, images: np.ndarray, model: str) -> tuple[np.ndarray, ...]:
         """One batch of uint8 ``(B, 28, 28)`` images → (class_index, confidence, probabilities)."""

@@ -25,6 +25,7 @@ from evaluation.run import Evaluation, in_study
 from evaluation.sections import (
     against_the_study,
     comparison,
+    gate,
     headline,
     per_model,
     serving_skew,
@@ -69,6 +70,7 @@ def metrics_json(ev: Evaluation) -> dict[str, Any]:
             for name, r in ev.models.items()
         },
         "comparisons": [c.to_dict() for c in ev.comparisons],
+        "gate": ev.gate.to_dict() if ev.gate is not None else None,
         "study": {
             "models": list(study_models()),
             "test_accuracy": study.TEST_ACCURACY,
@@ -147,6 +149,7 @@ def build_document(ev: Evaluation, figures: dict[str, str]) -> Document:
     return Document(
         f"Fashion-MNIST service evaluation: {', '.join(ev.models)}",
         [
+            *([gate.section(ev.gate)] if ev.gate is not None else []),
             summary.section(ev),
             headline.section(ev),
             against_the_study.section(ev),

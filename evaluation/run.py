@@ -26,6 +26,7 @@ from evaluation.client import (
     ServiceClient,
     ServiceError,
 )
+from evaluation.gate import GateDecision, GateRule, decide, shadow_agreement
 from evaluation.metrics import (
     ModelMetrics,
     PairedComparison,
@@ -38,6 +39,8 @@ from evaluation.onnx_reference import OnnxReferenceError, onnx_probabilities
 from fmnist.contract import file_sha256, onnx_filename
 from fmnist.dataset import FILES, load_raw
 from fmnist.registry import study_models
+
+PRODUCTION, CANDIDATE = "production", "candidate"  # the aliases of service/versions.py
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,15 @@ class EvalConfig:
     verify: bool = True  # check the test files' md5 against the official ones
     progress: bool = True
     seed: int = 0
+    gate: str | None = None  # a model name: its candidate against its production version
+    gate_rule: GateRule = GateRule()
+
+    @property
+    def evaluated(self) -> tuple[str, ...]:
+        """The models to query: --models, or with --gate NAME its two aliases."""
+        if self.gate is not None:
+            return (f"{self.gate}@{PRODUCTION}", f"{self.gate}@{CANDIDATE}")
+        return self.models
 
 
 @dataclass(frozen=True)
@@ -90,6 +102,7 @@ class Evaluation:
     created: str
     command: str
     environment: dict[str, str] = field(default_factory=dict)
+    gate: GateDecision | None = None  # with --gate: the promotion gate's decision
 
 
 def in_study(*models: str) -> bool:
@@ -108,23 +121,24 @@ def load_test_images(cfg: EvalConfig) -> tuple[np.ndarray, np.ndarray, DatasetIn
 
 async def query_service(
     cfg: EvalConfig, images: np.ndarray
-) -> tuple[ModelListing, dict[str, ServedPredictions]]:
-    """The model listing, then every image through each model in turn.
+) -> tuple[ModelListing, dict[str, ServedPredictions], str]:
+    """The model listing, then every image through each model in turn, then (for the gate)
+    the service's /metrics.
 
-    The models are ``cfg.models``, or, when none were named, every model the service lists
-    (in its order).
+    The models are ``cfg.evaluated``, or, when none were named, every model the service
+    lists (in its order).
     """
     async with ServiceClient(
         cfg.url, timeout=cfg.timeout, retry=cfg.retry, concurrency=cfg.concurrency
     ) as client:
         listing = await client.list_models()
-        unknown = [m for m in cfg.models if m not in listing.models]
+        unknown = [m for m in cfg.evaluated if m not in listing.models]
         if unknown:
             raise ServiceError(
                 f"the service does not serve {', '.join(unknown)}; it offers "
                 f"{', '.join(listing.models) or 'no models'}"
             )
-        names = cfg.models or tuple(listing.models)
+        names = cfg.evaluated or listing.names
         if not names:
             raise ServiceError(f"GET {cfg.url}/models lists no models; nothing to evaluate")
         served = {}
@@ -137,7 +151,8 @@ async def query_service(
                 served[name].seconds,
                 served[name].images_per_second,
             )
-    return listing, served
+        metrics_text = await client.metrics_text() if cfg.gate is not None else ""
+    return listing, served, metrics_text
 
 
 def check_skew(
@@ -165,7 +180,7 @@ def check_skew(
 
 def evaluate(cfg: EvalConfig, command: str = "") -> Evaluation:
     images, labels, dataset = load_test_images(cfg)
-    listing, served = asyncio.run(query_service(cfg, images))
+    listing, served, metrics_text = asyncio.run(query_service(cfg, images))
     results = {}
     for name, s in served.items():
         info = listing.models.get(name)
@@ -179,6 +194,9 @@ def evaluate(cfg: EvalConfig, command: str = "") -> Evaluation:
             note,
         )
     predictions = {name: s.class_index for name, s in served.items()}
+    decision = None
+    if cfg.gate is not None:
+        decision = gate_decision(cfg, listing, results, labels, metrics_text)
     return Evaluation(
         url=cfg.url,
         dataset=dataset,
@@ -189,6 +207,31 @@ def evaluate(cfg: EvalConfig, command: str = "") -> Evaluation:
         created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         command=command,
         environment=_environment(images),
+        gate=decision,
+    )
+
+
+def gate_decision(
+    cfg: EvalConfig,
+    listing: ModelListing,
+    results: dict[str, ModelResult],
+    labels: np.ndarray,
+    metrics_text: str,
+) -> GateDecision:
+    """evaluation/gate.py's rule on the two aliases' answers and the live shadow counters."""
+    assert cfg.gate is not None
+    keys = cfg.evaluated
+    versions = tuple(str(listing.models[k].raw.get("version", "")) for k in keys)
+    shadow = shadow_agreement(metrics_text, cfg.gate, versions[1])
+    return decide(
+        cfg.gate,
+        (versions[0], versions[1]),
+        labels,
+        (results[keys[0]].served.class_index, results[keys[1]].served.class_index),
+        (results[keys[0]].metrics, results[keys[1]].metrics),
+        shadow,
+        cfg.gate_rule,
+        seed=cfg.seed,
     )
 
 

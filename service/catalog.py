@@ -4,12 +4,14 @@ The service knows no model names. A model is served when its ONNX file carries t
 project's metadata (``model_name``, written by fmnist-export), under that name:
 
 * ``FMNIST_MODEL_DIR`` set: every ``*.onnx`` in that folder that carries it (files that
-  do not are skipped with a warning);
+  do not are skipped with a warning), each file a version of its name (the version is the
+  first 12 hex digits of its sha256);
 * unset: every ``fmnist-<name>`` model in the BentoML model store (imported with
-  ``python -m service.import_models``), its latest version.
+  ``python -m service.import_models``): the versions its aliases name
+  (service/versions.py), and its latest version when no alias names a production one.
 
-``FMNIST_MODELS`` (comma-separated) restricts and orders them and makes each one
-required; otherwise they are listed by name. Finding no model, two files with one name, or
+``FMNIST_MODELS`` (comma-separated) restricts and orders the names and makes each one
+required; otherwise they are listed by name. Finding no model, the same file twice, or
 a listed model that is missing is a :class:`CatalogError` with one line that says what to
 do.
 """
@@ -23,9 +25,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fmnist.contract import KEY_REFERENCE, ONNX_SUFFIX, PROJECT_MARKER_KEY, ReferenceDistribution
+from fmnist.contract import (
+    KEY_REFERENCE,
+    ONNX_SUFFIX,
+    PROJECT_MARKER_KEY,
+    ReferenceDistribution,
+    file_sha256,
+)
 from fmnist.dataset import CLASS_NAMES
 from service.onnx_file import NotAnOnnxFile, read_metadata
+from service.versions import PRODUCTION, AliasTable, file_version
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +55,7 @@ class ModelSource:
     name: str
     path: Path | None  # the ONNX file (None for a store model until BentoML resolves it)
     store_tag: str | None = None  # "fmnist-<name>:<version>" for store models
+    version: str = ""  # the store's version, or the file's sha256[:12]
 
 
 def store_name(model: str) -> str:
@@ -74,7 +84,7 @@ def model_name_of(path: Path) -> str | None:
 
 
 def _select(
-    found: dict[str, ModelSource], wanted: tuple[str, ...] | None, source: str
+    found: dict[str, list[ModelSource]], wanted: tuple[str, ...] | None, source: str
 ) -> list[ModelSource]:
     if wanted:
         missing = [n for n in wanted if n not in found]
@@ -83,8 +93,16 @@ def _select(
                 f"FMNIST_MODELS lists {', '.join(missing)} but {source} provides "
                 f"{', '.join(sorted(found)) or 'no model'}"
             )
-        return [found[n] for n in wanted]
-    return [found[n] for n in sorted(found)]
+        return [s for n in wanted for s in found[n]]
+    return [s for n in sorted(found) for s in found[n]]
+
+
+def versions_of(sources: list[ModelSource]) -> dict[str, tuple[str, ...]]:
+    """Name → its versions, in the sources' order."""
+    out: dict[str, tuple[str, ...]] = {}
+    for source in sources:
+        out[source.name] = (*out.get(source.name, ()), source.version)
+    return out
 
 
 def models_in_dir(folder: Path, wanted: tuple[str, ...] | None = None) -> list[ModelSource]:
@@ -95,18 +113,20 @@ def models_in_dir(folder: Path, wanted: tuple[str, ...] | None = None) -> list[M
             f"FMNIST_MODEL_DIR={folder} is not a folder (expected the folder fmnist-export "
             "writes, e.g. artifacts/onnx)"
         )
-    found: dict[str, ModelSource] = {}
+    found: dict[str, list[ModelSource]] = {}
     for path in sorted(folder.glob(f"*{ONNX_SUFFIX}")):
         name = model_name_of(path)
         if name is None:
             log.warning("%s has no %r metadata: not one of ours, skipped", path, PROJECT_MARKER_KEY)
             continue
-        if name in found:
+        version = file_version(file_sha256(path))
+        same = [s for s in found.get(name, []) if s.version == version]
+        if same:
             raise CatalogError(
-                f"{found[name].path} and {path} both hold model {name!r} (expected one file "
-                "per model)"
+                f"{same[0].path} and {path} are the same file: version {version} of model "
+                f"{name!r} (expected each version once)"
             )
-        found[name] = ModelSource(name, path)
+        found.setdefault(name, []).append(ModelSource(name, path, None, version))
     if not found:
         raise CatalogError(
             f"FMNIST_MODEL_DIR={folder} holds no exported model (expected <name>.onnx files "
@@ -115,18 +135,35 @@ def models_in_dir(folder: Path, wanted: tuple[str, ...] | None = None) -> list[M
     return _select(found, wanted, f"FMNIST_MODEL_DIR={folder}")
 
 
-def models_in_store(wanted: tuple[str, ...] | None = None) -> list[ModelSource]:
-    """The latest ``fmnist-<name>`` of every model in the BentoML model store."""
+def models_in_store(
+    wanted: tuple[str, ...] | None = None, aliases: AliasTable | None = None
+) -> list[ModelSource]:
+    """The ``fmnist-<name>`` versions of the BentoML model store that are served: those
+    ``aliases`` name, and the latest where none is named ``production``."""
     import bentoml
 
-    found: dict[str, ModelSource] = {}
+    found: dict[str, list[ModelSource]] = {}
     for model in bentoml.models.list():
         if not model.tag.name.startswith(STORE_PREFIX):
             continue
-        name = model.tag.name[len(STORE_PREFIX) :]
-        if name not in found:
-            latest = bentoml.models.get(f"{model.tag.name}:latest")
-            found[name] = ModelSource(check_name(name, str(latest.tag)), None, str(latest.tag))
+        name = check_name(model.tag.name[len(STORE_PREFIX) :], str(model.tag))
+        if name in found:
+            continue
+        named = dict((aliases or {}).get(name, {}))
+        if PRODUCTION not in named:
+            named["latest"] = str(bentoml.models.get(f"{model.tag.name}:latest").tag.version)
+        versions = list(dict.fromkeys(named.values()))
+        found[name] = []
+        for version in versions:
+            try:
+                stored = bentoml.models.get(f"{model.tag.name}:{version}")
+            except bentoml.exceptions.NotFound:
+                which = [a for a, v in named.items() if v == version]
+                raise CatalogError(
+                    f"{name}@{which[0]} names version {version}, which the BentoML model store "
+                    f"does not hold (`bentoml models list {model.tag.name}` shows its versions)"
+                ) from None
+            found[name].append(ModelSource(name, None, str(stored.tag), version))
     if not found:
         raise CatalogError(
             "the BentoML model store holds no fmnist-* model: run "

@@ -24,6 +24,7 @@ from service.batching import Overloaded
 from service.metrics import ServiceMetrics
 from service.settings import ServiceSettings
 from service.validation import InputError
+from service.versions import Target
 
 log = logging.getLogger(__name__)
 # Where read_body leaves the size of the body it read, for guarded's fmnist_request_body_bytes.
@@ -34,14 +35,23 @@ class Backend(Protocol):
     """What the routes need from the running service instance (service.service)."""
 
     settings: ServiceSettings
-    served_models: tuple[str, ...]  # what a request may name; unknown_model lists them
-    default_model: str  # what a request that names no model gets
     worker: str  # this worker's index (the label of fmnist_worker_requests_total)
     metrics: ServiceMetrics
 
-    async def classify_one(self, model: str, pixels: np.ndarray) -> np.ndarray: ...
+    @property
+    def served_models(self) -> tuple[str, ...]: ...  # the names a request may use
 
-    async def classify_many(self, model: str, pixels: np.ndarray) -> np.ndarray: ...
+    @property
+    def default_model(self) -> str: ...  # what a request that names no model gets
+
+    def resolve(self, raw: object) -> Target:
+        """A request's ``model`` (``name``, ``name@alias``, ``name@version``) → the version
+        that answers it; InputError 404 ``unknown_model`` when it is not served."""
+        ...
+
+    async def classify_one(self, target: Target, pixels: np.ndarray) -> np.ndarray: ...
+
+    async def classify_many(self, target: Target, pixels: np.ndarray) -> np.ndarray: ...
 
     def model_listing(self) -> dict[str, Any]: ...
 

@@ -54,8 +54,8 @@ from service.validation import (
     parse_bool,
     pixels_from_json,
     pixels_from_npy,
-    resolve_model,
 )
+from service.versions import Target
 
 log = logging.getLogger(__name__)
 
@@ -210,12 +210,13 @@ def _option(fields: dict[str, str], request: Request, name: str) -> str | None:
     return request.query_params.get(name) if request.scope.get("query_string") else None
 
 
-def single_answer(model: str, probabilities: np.ndarray) -> dict[str, Any]:
+def single_answer(target: Target, probabilities: np.ndarray) -> dict[str, Any]:
     """docs/api.md's answer for one image; its numbers stay float32 (see JSONAnswer)."""
     probs = probabilities.reshape(-1)
     index = int(np.argmax(probs))
     return {
-        "model": model,
+        "model": target.name,
+        "version": target.version,
         "class_index": index,
         "class_name": CLASS_NAMES[index],
         "confidence": probs[index],
@@ -223,10 +224,11 @@ def single_answer(model: str, probabilities: np.ndarray) -> dict[str, Any]:
     }
 
 
-def batch_answer(model: str, probabilities: np.ndarray) -> dict[str, Any]:
+def batch_answer(target: Target, probabilities: np.ndarray) -> dict[str, Any]:
     """docs/api.md's answer for N images, numpy arrays for JSONAnswer to encode."""
     return {
-        "model": model,
+        "model": target.name,
+        "version": target.version,
         "count": int(probabilities.shape[0]),
         "class_names": list(CLASS_NAMES),
         "class_index": probabilities.argmax(axis=1),
@@ -251,9 +253,7 @@ async def classify(request: Request, backend: Backend) -> dict[str, Any]:
             f"content type is {kind or 'none'}; expected multipart/form-data with a file field "
             f"'image', or a raw image body ({', '.join(IMAGE_TYPES)})",
         )
-    model = resolve_model(
-        _option(fields, request, "model"), backend.default_model, backend.served_models
-    )
+    model = backend.resolve(_option(fields, request, "model"))
     invert = parse_bool("invert", _option(fields, request, "invert"))
     if len(data) <= INLINE_DECODE_BYTES:
         pixels = decode_image(data, invert)
@@ -277,7 +277,7 @@ async def classify_batch(request: Request, backend: Backend) -> dict[str, Any]:
     pixels, raw_model = await anyio.to_thread.run_sync(
         pixels_from_json, body, settings.max_batch_size
     )
-    model = resolve_model(raw_model, backend.default_model, backend.served_models)
+    model = backend.resolve(raw_model)
     return batch_answer(model, await backend.classify_many(model, pixels))
 
 
@@ -301,9 +301,7 @@ async def classify_npy(request: Request, backend: Backend) -> dict[str, Any]:
             f"content type is {kind or 'none'}; expected multipart/form-data with a file field "
             f"'array', or a raw .npy body ({', '.join(NPY_TYPES)})",
         )
-    model = resolve_model(
-        _option(fields, request, "model"), backend.default_model, backend.served_models
-    )
+    model = backend.resolve(_option(fields, request, "model"))
     pixels = pixels_from_npy(data, settings.max_batch_size)
     return batch_answer(model, await backend.classify_many(model, pixels))
 

@@ -123,6 +123,68 @@ class ServiceMetrics:
             multiprocess_mode="max",
         )
 
+        # Versions (service/versions.py): bounded by the versions a worker loads.
+        self.version_images = Counter(
+            f"{PREFIX}_version_images_total",
+            "Images answered by each served version of a model (traffic by version).",
+            ["model", "version"],
+        )
+        self.model_alias = Gauge(
+            f"{PREFIX}_model_alias",
+            "1 for the version each alias of a model points to now, 0 for one it left.",
+            ["model", "alias", "version"],
+            multiprocess_mode="livemax",
+        )
+        self.aliases_reloads = Counter(
+            f"{PREFIX}_aliases_reloads_total",
+            "Changed aliases files a worker applied or rejected (the old aliases kept serving).",
+            ["result"],
+        )
+        # Shadow traffic (service/shadow.py).
+        self.shadow_predictions = Counter(
+            f"{PREFIX}_shadow_predictions_total",
+            "Shadowed images, by candidate version, production's predicted class and "
+            "whether the candidate predicted the same class.",
+            ["model", "candidate", "class_name", "agreement"],
+        )
+        self.shadow_seconds = Histogram(
+            f"{PREFIX}_shadow_inference_seconds",
+            "The candidate's onnxruntime run time per shadow call, by model.",
+            ["model"],
+            buckets=INFERENCE_BUCKETS,
+        )
+        self.shadow_dropped = Counter(
+            f"{PREFIX}_shadow_dropped_total",
+            "Images not shadowed because the shadow queue was full (the service was busy).",
+            ["model"],
+        )
+        self.shadow_captured = Counter(
+            f"{PREFIX}_shadow_captured_total",
+            "Shadowed images kept on disk for labelling, by reason (disagree, low_confidence).",
+            ["model", "reason"],
+        )
+
+    def start_shadow(self, model: str, candidate: str, class_names: Sequence[str]) -> None:
+        """The shadow series of a model with a candidate at 0, so rates exist from the start."""
+        for name in class_names:
+            for agreement in ("agree", "disagree"):
+                self.shadow_predictions.labels(model, candidate, name, agreement)
+        self.shadow_dropped.labels(model)
+        for reason in ("disagree", "low_confidence"):
+            self.shadow_captured.labels(model, reason)
+
+    def set_aliases(
+        self, before: dict[str, dict[str, str]], after: dict[str, dict[str, str]]
+    ) -> None:
+        """fmnist_model_alias: 1 where an alias points now, 0 where it pointed before."""
+        for name, aliases in before.items():
+            for alias, version in aliases.items():
+                if after.get(name, {}).get(alias) != version:
+                    self.model_alias.labels(name, alias, version).set(0)
+        for name, aliases in after.items():
+            for alias, version in aliases.items():
+                self.model_alias.labels(name, alias, version).set(1)
+
     def batch_observer(self, model: str) -> Callable[[int, float, float], None]:
         """For the model's micro-batcher: (images, seconds queued, seconds run) per batch."""
         inference = self.inference_seconds.labels(model)

@@ -24,7 +24,12 @@ EXAMPLE_IMAGE = [
     [200 if 10 <= row < 18 and 4 <= col < 24 else 0 for col in range(IMAGE_SIDE)]
     for row in range(IMAGE_SIDE)
 ]
-MODEL_FIELD = "a served model (GET /models); default: the service's"
+MODEL_FIELD = (
+    "a served model (GET /models): a name (its production version), name@candidate, "
+    "name@production or name@<version>; default: the service's"
+)
+VERSION = "3f1c9d0e5b7a"
+VERSION_FIELD = "the version that answered (the store's version, or the file's sha256[:12])"
 Pixel = Annotated[float, Field(ge=0, le=255)]
 Row = Annotated[list[Pixel], Field(min_length=IMAGE_SIDE, max_length=IMAGE_SIDE)]
 Image = Annotated[list[Row], Field(min_length=IMAGE_SIDE, max_length=IMAGE_SIDE)]
@@ -67,6 +72,7 @@ class ClassifyAnswer(BaseModel):
     model_config = _examples(
         {
             "model": "baseline",
+            "version": VERSION,
             "class_index": 9,
             "class_name": "Ankle boot",
             "confidence": 0.9,
@@ -74,6 +80,7 @@ class ClassifyAnswer(BaseModel):
         }
     )
     model: str
+    version: str = Field(description=VERSION_FIELD)
     class_index: int = Field(ge=0, le=9)
     class_name: str
     confidence: float = Field(ge=0, le=1)
@@ -107,6 +114,7 @@ class BatchAnswer(BaseModel):
     model_config = _examples(
         {
             "model": "baseline",
+            "version": VERSION,
             "count": 1,
             "class_names": list(CLASS_NAMES),
             "class_index": [9],
@@ -115,6 +123,7 @@ class BatchAnswer(BaseModel):
         }
     )
     model: str
+    version: str = Field(description=VERSION_FIELD)
     count: int = Field(ge=1)
     class_names: list[str]
     class_index: list[int]
@@ -131,9 +140,11 @@ class InputSpec(BaseModel):
 
 
 class ModelInfo(BaseModel):
-    """One served model, as its ONNX file describes it."""
+    """One served version of a model, as its ONNX file describes it."""
 
     name: str
+    version: str = Field(description=VERSION_FIELD)
+    aliases: list[str] = Field(description="the aliases that point to this version now")
     parameters: int | None
     test_accuracy: float | None
     val_accuracy: float | None
@@ -145,14 +156,17 @@ class ModelInfo(BaseModel):
 
 
 class ModelListing(BaseModel):
-    """``GET /models``: exactly the served models."""
+    """``GET /models``: exactly the served versions, production's first."""
 
     model_config = _examples(
         {
             "default": "baseline",
+            "aliases": {"baseline": {"production": VERSION}},
             "models": [
                 {
                     "name": "baseline",
+                    "version": VERSION,
+                    "aliases": ["production"],
                     "parameters": 421642,
                     "test_accuracy": 0.9187,
                     "val_accuracy": 0.9215,
@@ -172,6 +186,9 @@ class ModelListing(BaseModel):
         }
     )
     default: str
+    aliases: dict[str, dict[str, str]] = Field(
+        description="model name → alias (production, candidate, previous) → version"
+    )
     models: list[ModelInfo]
 
 

@@ -26,6 +26,8 @@ import logging
 import os
 import signal
 import sys
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -41,12 +43,25 @@ from service.catalog import (
     models_in_dir,
     models_in_store,
     reference_of,
+    versions_of,
 )
 from service.http_api import create_app
 from service.inference import ModelFileError, OnnxModel, ProviderError, choose_providers
+from service.lifecycle import AliasWatcher, Drain, stamp
 from service.metrics import service_metrics
 from service.models_store import onnx_path_of
 from service.settings import ServiceSettings, SettingsError, load_settings
+from service.shadow import CaptureStore, Comparison, Shadow, capture_reasons
+from service.versions import (
+    PRODUCTION,
+    AliasError,
+    AliasTable,
+    Routing,
+    Target,
+    aliases_path,
+    check_aliases,
+    read_aliases,
+)
 from service.workers import (
     KeepAliveLimit,
     WorkerConnections,
@@ -57,7 +72,7 @@ from service.workers import (
 
 log = logging.getLogger(__name__)
 T = TypeVar("T", bound=type)
-STARTUP_ERRORS = (SettingsError, CatalogError, ModelFileError, ProviderError)
+STARTUP_ERRORS = (SettingsError, CatalogError, ModelFileError, ProviderError, AliasError)
 # The prediction endpoints, excluded from BentoML's per-request tracing unless FMNIST_TRACING
 # (a span costs ~0.2 ms of CPU a request). "/v2/models" covers the Open Inference Protocol's
 # infer, metadata and readiness paths (service/v2.py).
@@ -76,29 +91,41 @@ def _is_worker() -> bool:
     return bentoml.server_context.worker_index is not None
 
 
-def _startup() -> tuple[ServiceSettings, list[ModelSource], list[str]]:
-    """Settings, the served models and the providers, checked; exit 2 with one line if not."""
+@dataclass(frozen=True)
+class Startup:
+    """What the checks before any worker found: settings, served versions, aliases."""
+
+    settings: ServiceSettings
+    sources: list[ModelSource]
+    providers: list[str]
+    aliases_file: Path
+    routing: Routing
+
+
+def _startup() -> Startup:
+    """Settings, the served versions, their aliases and the providers, checked; exit 2
+    with one line if not."""
     debug = os.environ.get("FMNIST_DEBUG", "").strip().lower() in ("1", "true", "yes", "on")
     try:
         settings = load_settings()
+        aliases_file = aliases_path(settings.aliases_file, settings.model_dir)
+        table = read_aliases(aliases_file)
         if settings.model_dir is not None:
             sources = models_in_dir(settings.model_dir, settings.models)
             where = f"FMNIST_MODEL_DIR={settings.model_dir}"
         else:
-            sources = models_in_store(settings.models)
+            sources = models_in_store(settings.models, table)
             where = "the BentoML model store"
-        settings.choose_default(tuple(s.name for s in sources), where)
+        versions = versions_of(sources)
+        default = settings.choose_default(tuple(versions), where)
+        routing = Routing(versions, check_aliases(table, versions, str(aliases_file)), default)
         providers = choose_providers(settings.ort_provider)
         warnings = []
         if not _is_worker():
             # bentoml serve / build, before any worker: load every file once, so that a
             # corrupt file or a broken contract stops the command here.
             for source in sources:
-                if source.path is not None:
-                    path = source.path
-                else:
-                    assert source.store_tag is not None  # a source is a file or a store model
-                    path, _, _ = onnx_path_of(bentoml.models.get(source.store_tag))
+                path = _path_of(source)
                 model = OnnxModel(source.name, path, 1, 1, providers)
                 if reference_of(model.card.metadata, str(path)) is None:
                     warnings.append(missing_reference_warning(source.name, str(path)))
@@ -107,17 +134,31 @@ def _startup() -> tuple[ServiceSettings, list[ModelSource], list[str]]:
     # Only a start that goes on warns: a failed one says its one line and nothing else.
     for warning in warnings:
         print(f"fmnist-service: warning: {warning}", file=sys.stderr, flush=True)
-    return settings, sources, providers
+    return Startup(settings, sources, providers, aliases_file, routing)
 
 
-SETTINGS, SOURCES, PROVIDERS = _startup()
-SERVED_MODELS: tuple[str, ...] = tuple(s.name for s in SOURCES)
-DEFAULT_MODEL = SETTINGS.choose_default(SERVED_MODELS, "")
+def _path_of(source: ModelSource) -> Path:
+    if source.path is not None:
+        return source.path
+    assert source.store_tag is not None  # a source is a file or a store model
+    path, _, _ = onnx_path_of(bentoml.models.get(source.store_tag))
+    return path
+
+
+STARTUP = _startup()
+SETTINGS, SOURCES, PROVIDERS = STARTUP.settings, STARTUP.sources, STARTUP.providers
+SERVED_MODELS: tuple[str, ...] = STARTUP.routing.names
+DEFAULT_MODEL = STARTUP.routing.default
 WORKER_INDEX = bentoml.server_context.worker_index
-if WORKER_INDEX is not None and SETTINGS.reuse_port:
-    _fd = inherited_fd()
-    if _fd is not None and own_listening_socket(_fd, WORKER_INDEX):
-        log.info("worker %d listens on a SO_REUSEPORT socket of its own", WORKER_INDEX)
+LISTENING_FD = inherited_fd() if WORKER_INDEX is not None else None
+if (
+    WORKER_INDEX is not None
+    and SETTINGS.reuse_port
+    and LISTENING_FD is not None
+    and own_listening_socket(LISTENING_FD, WORKER_INDEX)
+):
+    log.info("worker %d listens on a SO_REUSEPORT socket of its own", WORKER_INDEX)
+DRAIN = Drain(SETTINGS.drain_s, SETTINGS.drain_quiet_s, LISTENING_FD)
 
 
 def _connection_table() -> WorkerConnections | None:
@@ -134,15 +175,20 @@ def _connection_table() -> WorkerConnections | None:
     )
 
 
+def _attribute(source: ModelSource) -> str:
+    return f"model_{source.name}_{source.version}"
+
+
 def _store_references(cls: T) -> T:
-    """``<name>_model = BentoModel("fmnist-<name>:<version>")`` for every served store model.
+    """``model_<name>_<version> = BentoModel("fmnist-<name>:<version>")`` for every served
+    store version.
 
     Added before ``@bentoml.service`` looks at the class, which collects them for
     ``bentoml build`` and resolves them at ``bentoml serve``.
     """
     for source in SOURCES:
         if source.store_tag is not None:
-            setattr(cls, f"{source.name}_model", bentoml.models.BentoModel(source.store_tag))
+            setattr(cls, _attribute(source), bentoml.models.BentoModel(source.store_tag))
     return cls
 
 
@@ -161,55 +207,126 @@ class FashionMNISTService:
 
     def __init__(self) -> None:
         self.settings = SETTINGS
-        self.served_models = SERVED_MODELS
-        self.default_model = DEFAULT_MODEL
         self.worker = str(WORKER_INDEX or 0)
         self._ready = False
-        try:
-            self.models = self._load_models()
-        except STARTUP_ERRORS as exc:
-            self._stop_server(str(exc))
         self.metrics = service_metrics()
         self.metrics.worker_requests.labels(self.worker)  # at 0: a worker never used shows
         self.metrics.rebalanced.labels(self.worker)
-        for name, model in self.models.items():
-            seconds = model.warm_up()
-            self.metrics.set_model_info(name, model.card.sha256)
-            self.metrics.start_model(name, CLASS_NAMES)
-            reference = reference_of(model.card.metadata, str(model.path))
-            if reference is not None:
-                self.metrics.set_reference(name, reference)
-            log.info(
-                "model %s ready on %s (sha256 %s, warm-up %.3fs)",
-                name,
-                model.providers[0],
-                model.card.sha256[:12],
-                seconds,
-            )
-        policy = BatchingPolicy(
+        self._policy = BatchingPolicy(
             max_batch_size=SETTINGS.batching_max_batch_size,
             max_wait_s=SETTINGS.batching_max_wait_s,
             max_queue=SETTINGS.batching_max_queue,
         )
-        self._batchers = {
-            name: MicroBatcher(name, self.models[name].predict, policy, self._observer(name))
-            for name in self.models
-        }
+        self.models: dict[tuple[str, str], OnnxModel] = {}
+        self._batchers: dict[tuple[str, str], MicroBatcher] = {}
+        self._load_lock = threading.Lock()
+        try:
+            for source in SOURCES:
+                self._add_version(source)
+        except STARTUP_ERRORS as exc:
+            self._stop_server(str(exc))
+        self.routing = STARTUP.routing
+        self._publish_routing({}, self.routing)
+        self.shadow = self._shadow()
+        self._watcher = AliasWatcher(
+            STARTUP.aliases_file,
+            SETTINGS.aliases_poll_s,
+            self.apply_aliases,
+            lambda result: self.metrics.aliases_reloads.labels(result).inc(),
+            stamp(STARTUP.aliases_file),
+        )
+        if WORKER_INDEX is not None:
+            self._watcher.start()
         tune_gc()
         self._ready = True
 
-    def _load_models(self) -> dict[str, OnnxModel]:
+    # -- what a request may name ---------------------------------------------------------
+
+    @property
+    def served_models(self) -> tuple[str, ...]:
+        return self.routing.names
+
+    @property
+    def default_model(self) -> str:
+        return self.routing.default
+
+    def resolve(self, raw: object) -> Target:
+        return self.routing.resolve(raw)
+
+    # -- loading versions ----------------------------------------------------------------
+
+    def _path(self, source: ModelSource) -> tuple[Path, str | None, int | None]:
+        if source.path is not None:
+            return source.path, None, None
+        declared = getattr(self, _attribute(source), None)
+        assert source.store_tag is not None  # a source is a file or a store model
+        stored = declared if declared is not None else bentoml.models.get(source.store_tag)
+        return onnx_path_of(stored)
+
+    def _add_version(self, source: ModelSource) -> None:
+        """Load, warm up and register one version (at start, or for new aliases)."""
         intra, inter = SETTINGS.ort_intra_threads, SETTINGS.ort_inter_threads
-        models = {}
-        for source in SOURCES:
-            if source.path is not None:
-                models[source.name] = OnnxModel(source.name, source.path, intra, inter, PROVIDERS)
+        path, sha256, opset = self._path(source)
+        model = OnnxModel(source.name, path, intra, inter, PROVIDERS, sha256, opset)
+        seconds = model.warm_up()
+        key = (source.name, source.version)
+        self.metrics.set_model_info(source.name, model.card.sha256)
+        self.metrics.start_model(source.name, CLASS_NAMES)
+        self.metrics.version_images.labels(*key)
+        self._batchers[key] = MicroBatcher(
+            f"{source.name}@{source.version}",
+            model.predict,
+            self._policy,
+            self._observer(*key),
+        )
+        self.models[key] = model
+        log.info(
+            "model %s@%s ready on %s (sha256 %s, warm-up %.3fs)",
+            *key,
+            model.providers[0],
+            model.card.sha256[:12],
+            seconds,
+        )
+
+    def _publish_routing(self, before: dict[str, dict[str, str]], routing: Routing) -> None:
+        self.metrics.set_aliases(before, routing.aliases)
+        for name, aliases in routing.aliases.items():
+            production = self.models[(name, aliases[PRODUCTION])]
+            reference = reference_of(production.card.metadata, str(production.path))
+            if reference is not None:
+                self.metrics.set_reference(name, reference)
+            candidate = routing.candidate_of(name)
+            if candidate is not None:
+                self.metrics.start_shadow(name, candidate, CLASS_NAMES)
+
+    def apply_aliases(self, table: AliasTable) -> None:
+        """A changed aliases file: load what it names that is not loaded, then switch (all
+        at once); raises, changing nothing, when it cannot (service/lifecycle.py)."""
+        with self._load_lock:
+            current = self.routing
+            if SETTINGS.model_dir is not None:
+                sources = models_in_dir(SETTINGS.model_dir, SETTINGS.models)
             else:
-                path, sha256, opset = onnx_path_of(getattr(self, f"{source.name}_model"))
-                models[source.name] = OnnxModel(
-                    source.name, path, intra, inter, PROVIDERS, sha256, opset
-                )
-        return models
+                sources = models_in_store(current.names, table)
+            sources = [s for s in sources if s.name in current.names]
+            versions = versions_of(sources)
+            aliases = check_aliases(table, versions, str(STARTUP.aliases_file))
+            for source in sources:
+                if (source.name, source.version) not in self.models:
+                    self._add_version(source)
+            loaded = {
+                name: tuple(v for (n, v) in self.models if n == name) for name in current.names
+            }
+            routing = Routing(loaded, aliases, current.default, current.generation + 1)
+            self.routing = routing  # the switch: one assignment
+            self._publish_routing(current.aliases, routing)
+        moved = [
+            f"{name}@{alias} {current.aliases.get(name, {}).get(alias, '-')} -> {version}"
+            for name, named in aliases.items()
+            for alias, version in named.items()
+            if current.aliases.get(name, {}).get(alias) != version
+        ]
+        log.warning("aliases applied: %s", "; ".join(moved) or "no change")
 
     @staticmethod
     def _stop_server(message: str) -> NoReturn:
@@ -219,35 +336,123 @@ class FashionMNISTService:
         raise SystemExit(2)
 
     def __is_ready__(self) -> bool:
-        return self._ready
+        return self._ready and not DRAIN.active
 
-    def _observer(self, name: str) -> BatchObserver:
+    def _observer(self, name: str, version: str) -> BatchObserver:
         """After each model call: its metrics, then the predicted classes and confidences.
 
         Outside the timed call, so that fmnist_inference_seconds is onnxruntime's time
         alone (the per-image bookkeeping is ~4 % of a 64-image call)."""
         batch = self.metrics.batch_observer(name)
         predictions = self.metrics.prediction_observer(name, CLASS_NAMES, SETTINGS.low_confidence)
+        images = self.metrics.version_images.labels(name, version)
 
         def observe(probabilities: np.ndarray, queued: float, ran: float) -> None:
             batch(len(probabilities), queued, ran)
             predictions(probabilities)
+            images.inc(len(probabilities))
 
         return observe
 
-    async def classify_one(self, model: str, pixels: np.ndarray) -> np.ndarray:
-        """One (28, 28) image through the model's micro-batcher → (10,) probabilities."""
-        return (await self._batchers[model].submit(pixels[None]))[0]
+    # -- shadow traffic ------------------------------------------------------------------
 
-    async def classify_many(self, model: str, pixels: np.ndarray) -> np.ndarray:
+    def _shadow(self) -> Shadow | None:
+        if SETTINGS.shadow_sample_rate <= 0:
+            return None
+        captures: dict[str, CaptureStore] = {}
+        if SETTINGS.capture_dir is not None:
+            share = SETTINGS.capture_max_bytes // SETTINGS.workers  # the bound, all workers
+            folder = SETTINGS.capture_dir / f"worker-{self.worker}"
+            captures["store"] = CaptureStore(folder, share)
+        metrics = self.metrics
+
+        def candidate_of(name: str) -> tuple[str, Any] | None:
+            version = self.routing.candidate_of(name)
+            return None if version is None else (version, self.models[(name, version)].predict)
+
+        def observe(c: Comparison) -> None:
+            metrics.shadow_seconds.labels(c.name).observe(c.seconds)
+            p_top = c.production_answers.argmax(axis=1)
+            agree = p_top == c.candidate_answers.argmax(axis=1)
+            for index in range(len(CLASS_NAMES)):
+                mine = p_top == index
+                same = int(np.count_nonzero(agree & mine))
+                other = int(np.count_nonzero(mine)) - same
+                for agreement, count in (("agree", same), ("disagree", other)):
+                    if count:
+                        metrics.shadow_predictions.labels(
+                            c.name, c.candidate, CLASS_NAMES[index], agreement
+                        ).inc(count)
+            store = captures.get("store")
+            if store is None:
+                return
+            reasons = capture_reasons(
+                c.production_answers, c.candidate_answers, SETTINGS.low_confidence
+            )
+            for i, why in enumerate(reasons):
+                if not why:
+                    continue
+                store.add(
+                    "+".join(why),
+                    {
+                        "image": np.asarray(c.pixels[i]).astype(np.uint8),
+                        "production": c.production_answers[i],
+                        "candidate": c.candidate_answers[i],
+                        "model": np.array(c.name),
+                        "versions": np.array([c.production, c.candidate]),
+                    },
+                )
+                for reason in why:
+                    metrics.shadow_captured.labels(c.name, reason).inc()
+
+        return Shadow(
+            candidate_of,
+            SETTINGS.shadow_sample_rate,
+            SETTINGS.shadow_max_queue,
+            observe,
+            lambda name, n: metrics.shadow_dropped.labels(name).inc(n),
+            max_batch=SETTINGS.batching_max_batch_size,
+        )
+
+    def _after_answer(self, target: Target, pixels: np.ndarray, answers: np.ndarray) -> None:
+        """Production's answers also go to the candidate, when the name has one."""
+        if (
+            self.shadow is not None
+            and target.alias == PRODUCTION
+            and self.routing.candidate_of(target.name) is not None
+        ):
+            self.shadow.offer(target.name, target.version, pixels, answers)
+
+    # -- the model calls -----------------------------------------------------------------
+
+    async def classify_one(self, target: Target, pixels: np.ndarray) -> np.ndarray:
+        """One (28, 28) image through the version's micro-batcher → (10,) probabilities."""
+        answers = await self._batchers[target.key].submit(pixels[None])
+        self._after_answer(target, pixels[None], answers)
+        return answers[0]
+
+    async def classify_many(self, target: Target, pixels: np.ndarray) -> np.ndarray:
         """A client's (N, 28, 28) batch through the same batcher → (N, 10) probabilities."""
-        return await self._batchers[model].submit(pixels)
+        answers = await self._batchers[target.key].submit(pixels)
+        self._after_answer(target, pixels, answers)
+        return answers
 
     def model_listing(self) -> dict[str, Any]:
+        routing = self.routing
+        production = [(n, a[PRODUCTION]) for n, a in routing.aliases.items()]
+        others = [key for key in self.models if key not in production]
         return {
-            "default": self.default_model,
+            "default": routing.default,
+            "aliases": routing.aliases,
             "models": [
-                {**m.card.to_json(), "providers": m.providers} for m in self.models.values()
+                {
+                    **self.models[key].card.to_json(),
+                    "version": key[1],
+                    "aliases": routing.aliases_of(*key),
+                    "providers": self.models[key].providers,
+                }
+                for key in [*production, *others]
+                if key[0] in routing.names
             ],
         }
 
@@ -260,4 +465,5 @@ FashionMNISTService.add_asgi_middleware(  # type: ignore[attr-defined]
     balance=_connection_table(),
     on_tick=lambda active: service_metrics().worker_connections.labels(_WORKER).set(active),
     on_rebalance=lambda: service_metrics().rebalanced.labels(_WORKER).inc(),
+    drain=DRAIN,
 )

@@ -48,6 +48,23 @@ class ServiceSettings(BaseSettings):
     # every model found, by name.
     models: Annotated[tuple[str, ...] | None, NoDecode] = None
     default_model: str | None = None  # unset: the first served model
+    # The aliases file (service/versions.py). Unset: aliases.json in FMNIST_MODEL_DIR, or
+    # fmnist-aliases.json in BentoML's home for the model store.
+    aliases_file: Path | None = None
+    # How often each worker looks for a changed aliases file (a promotion or a rollback).
+    aliases_poll_s: float = Field(1.0, gt=0, le=3600)
+    # Shadow traffic (service/shadow.py): the share of production requests also run on the
+    # candidate, after the answer; 0 turns it off.
+    shadow_sample_rate: float = Field(1.0, ge=0, le=1)
+    shadow_max_queue: int = Field(256, ge=1, le=100_000)  # images waiting, per worker
+    # Where disagreements and low-confidence inputs are kept for labelling (unset: nowhere),
+    # and how large that folder may grow, all workers together.
+    capture_dir: Path | None = None
+    capture_max_bytes: int = Field(64 * 1024 * 1024, ge=64 * 1024, le=1 << 40)
+    # SIGTERM: keep answering (each answer closing its connection) until no request came
+    # for drain_quiet_s, at most drain_s, then stop (service/lifecycle.py). 0: stop at once.
+    drain_s: float = Field(10.0, ge=0, le=3600)
+    drain_quiet_s: float = Field(1.0, gt=0, le=60)
     workers: int = Field(2, ge=1, le=64)
     ort_intra_threads: int = Field(1, ge=0, le=256)  # per session; workers x threads <= cores
     ort_inter_threads: int = Field(1, ge=0, le=256)
@@ -71,7 +88,7 @@ class ServiceSettings(BaseSettings):
     tracing: bool = False  # BentoML's OpenTelemetry spans on the prediction endpoints
     debug: bool = False  # tracebacks instead of one-line start-up errors
 
-    @field_validator("model_dir", mode="before")
+    @field_validator("model_dir", "aliases_file", "capture_dir", mode="before")
     @classmethod
     def _empty_dir_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value

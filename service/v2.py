@@ -6,6 +6,10 @@
     GET  /v2/models/{name}            model metadata: platform "onnx", inputs, outputs
     GET  /v2/models/{name}/ready      {"name", "ready"}
     POST /v2/models/{name}/infer      JSON tensors, or the binary tensor data extension
+    .../v2/models/{name}/versions/{version}[/ready|/infer]   the same, for one version
+                                      (a version, or an alias: production, candidate)
+
+Without a version a model means its ``production`` version (service/versions.py).
 
 Each served model takes one input named as in the ONNX contract (``pixels``): FP32 or
 UINT8, shape [N, 1, 28, 28] or [N, 28, 28], values 0-255, ``data`` flat (row-major) or
@@ -44,7 +48,8 @@ from service.schemas import (
     V2ServerMetadata,
     V2ServerReady,
 )
-from service.validation import InputError, check_batch, check_shape, load_json, resolve_model
+from service.validation import InputError, check_batch, check_shape, load_json
+from service.versions import Target
 
 PREFIX = "/v2"
 SERVER_NAME = "fmnist"
@@ -216,11 +221,11 @@ def infer_answer(model: str, version: str, call: InferCall, probabilities: np.nd
     )
 
 
-def model_metadata(card: dict[str, Any]) -> dict[str, Any]:
-    """A served model's card (GET /models) in the protocol's terms."""
+def model_metadata(name: str, versions: list[str]) -> dict[str, Any]:
+    """A served model in the protocol's terms: its versions (production's first)."""
     return {
-        "name": card["name"],
-        "versions": [card["sha256"][:12]],
+        "name": name,
+        "versions": versions,
         "platform": "onnx",
         "inputs": [{"name": INPUT_NAME, "datatype": "FP32", "shape": [-1, 1, 28, 28]}],
         "outputs": [
@@ -229,9 +234,16 @@ def model_metadata(card: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _card(backend: Backend, name: str) -> dict[str, Any]:
-    name = resolve_model(name, "", backend.served_models)  # unknown → 404 unknown_model
-    return next(m for m in backend.model_listing()["models"] if m["name"] == name)
+def _target(backend: Backend, request: Request) -> Target:
+    """The path's model, and its version when the path names one (a version or an alias);
+    unknown → 404 unknown_model."""
+    name = request.path_params["name"]
+    version = request.path_params.get("version")
+    return backend.resolve(name if version is None else f"{name}@{version}")
+
+
+def _versions(backend: Backend, name: str) -> list[str]:
+    return [m["version"] for m in backend.model_listing()["models"] if m["name"] == name]
 
 
 def _openapi_extra(path: str, infer: bool) -> dict[str, Any] | None:
@@ -247,12 +259,22 @@ def _openapi_extra(path: str, infer: bool) -> dict[str, Any] | None:
                 "description": "a served model (GET /models)",
             }
         ]
+    if "{version}" in path:
+        extra["parameters"].append(
+            {
+                "name": "version",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string"},
+                "description": "one of the model's versions, or an alias (production, "
+                "candidate, previous)",
+            }
+        )
     return extra or None
 
 
 def add_routes(app: FastAPI, backend_of: BackendSource, guarded: Callable[..., Any]) -> None:
     """The protocol's routes on ``app``, each run by ``guarded`` with the protocol's errors."""
-    versions: dict[str, str] = {}  # model → version, from the listing on first use
 
     async def server_metadata(request: Request, backend: Backend) -> dict[str, Any]:
         return {
@@ -269,25 +291,25 @@ def add_routes(app: FastAPI, backend_of: BackendSource, guarded: Callable[..., A
         return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
     async def get_model_metadata(request: Request, backend: Backend) -> dict[str, Any]:
-        return model_metadata(_card(backend, request.path_params["name"]))
+        target = _target(backend, request)
+        versions = _versions(backend, target.name)
+        if "version" in request.path_params:
+            versions = [target.version]
+        return model_metadata(target.name, versions)
 
     async def model_ready(request: Request, backend: Backend) -> dict[str, Any]:
-        card = _card(backend, request.path_params["name"])
-        return {"name": card["name"], "ready": bool(backend.__is_ready__())}
+        target = _target(backend, request)
+        return {"name": target.name, "ready": bool(backend.__is_ready__())}
 
     async def infer(request: Request, backend: Backend) -> Response:
-        model = resolve_model(request.path_params["name"], "", backend.served_models)
+        model = _target(backend, request)
         settings = backend.settings
         body = await read_body(request, settings.max_body_bytes)
         call = parse_infer_request(
             body, request.headers.get(HEADER_LENGTH), settings.max_batch_size
         )
         probabilities = await backend.classify_many(model, call.pixels)
-        if not versions:
-            versions.update(
-                (m["name"], m["sha256"][:12]) for m in backend.model_listing()["models"]
-            )
-        return infer_answer(model, versions[model], call, probabilities)
+        return infer_answer(model.name, model.version, call, probabilities)
 
     errors = api_spec.v2_error_responses
     routes: list[tuple[str, str, Callable[..., Any], Any, str, dict[int | str, Any]]] = [
@@ -312,12 +334,25 @@ def add_routes(app: FastAPI, backend_of: BackendSource, guarded: Callable[..., A
             errors(400, 404, 413, 503),
         ),
     ]
+    for path, handler, answer, summary, failures in [
+        (r[1], r[2], r[3], r[4], r[5]) for r in routes if r[1].startswith("/models/")
+    ]:
+        routes.append(
+            (
+                "POST" if handler is infer else "GET",
+                path.replace("/models/{name}", "/models/{name}/versions/{version}"),
+                handler,
+                answer,
+                f"{summary} of one version",
+                failures,
+            )
+        )
     for method, path, handler, answer, summary, failures in routes:
         app.add_api_route(
             PREFIX + path,
             guarded(handler, backend_of, v2_error),
             methods=[method],
-            operation_id=f"v2_{handler.__name__}",
+            operation_id=f"v2_{handler.__name__}" + ("_version" if "{version}" in path else ""),
             summary=summary,
             tags=[api_spec.TAG_V2],
             response_model=None,

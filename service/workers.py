@@ -46,7 +46,10 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from service.lifecycle import Drain
 
 log = logging.getLogger(__name__)
 
@@ -165,8 +168,9 @@ class WorkerConnections:
 class KeepAliveLimit:
     """ASGI middleware: answer a request with ``Connection: close`` (uvicorn then closes
     the connection after the response) when it is the connection's ``max_requests``-th
-    (0: no limit), or when ``balance`` says this worker holds more connections than its
-    share (see the module). ``on_tick`` gets the worker's active connections each tick;
+    (0: no limit), when ``balance`` says this worker holds more connections than its
+    share (see the module), or while ``drain`` is active (SIGTERM, service/lifecycle.py).
+    ``on_tick`` gets the worker's active connections each tick;
     ``on_rebalance`` is called for each connection closed to rebalance."""
 
     MAX_TRACKED = 65_536  # connections remembered at once; forgotten all together beyond
@@ -181,8 +185,10 @@ class KeepAliveLimit:
         on_tick: Callable[[int], None] | None = None,
         on_rebalance: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        drain: Drain | None = None,
     ) -> None:
         self.app = app
+        self.drain = drain
         self.max_requests = max_requests
         self.balance = balance
         self._on_tick = on_tick
@@ -197,15 +203,19 @@ class KeepAliveLimit:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         client = scope.get("client")
-        if (
-            scope["type"] != "http"
-            or client is None
-            or (self.max_requests <= 0 and self.balance is None)
-        ):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         close = False
-        if self.max_requests > 0:
+        if self.drain is not None:
+            if not self.drain.installed:
+                self.drain.install()  # uvicorn's SIGTERM handler is in place by now
+            self.drain.seen()
+            close = self.drain.active  # draining: every answer closes its connection
+        if not close and (client is None or (self.max_requests <= 0 and self.balance is None)):
+            await self.app(scope, receive, send)
+            return
+        if self.max_requests > 0 and not close:
             count = self._served.get(client, 0) + 1
             close = count >= self.max_requests
             if close:
@@ -214,7 +224,7 @@ class KeepAliveLimit:
                 if len(self._served) >= self.MAX_TRACKED:
                     self._served.clear()
                 self._served[client] = count
-        if self.balance is not None:
+        if self.balance is not None and not close:
             now = self._clock()
             seen = self._seen.get(client)
             if seen is None:

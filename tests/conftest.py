@@ -138,8 +138,15 @@ class StubBackend:
         self.settings = ServiceSettings.model_validate(
             {"max_batch_size": max_batch_size, "max_body_bytes": max_body_bytes}
         )
-        self.served_models = ("baseline", "deeper")
-        self.default_model = "baseline"
+        from service.versions import Routing
+
+        # each model's one version: its stub sha256's first 12 digits, as for a file
+        version = {n: hashlib.sha256(n.encode()).hexdigest()[:12] for n in ("baseline", "deeper")}
+        self.routing = Routing(
+            {n: (v,) for n, v in version.items()},
+            {n: {"production": v} for n, v in version.items()},
+            "baseline",
+        )
         self.worker = "0"
         self.metrics = service_metrics()
         self.ready = True
@@ -154,20 +161,34 @@ class StubBackend:
         probs[np.arange(len(pixels)), top] = 0.82
         return probs
 
-    async def classify_one(self, model: str, pixels: np.ndarray) -> np.ndarray:
-        self.calls.append(("one", model, pixels))
-        return self._answer(model, pixels[None])[0]
+    @property
+    def served_models(self) -> tuple[str, ...]:
+        return self.routing.names
 
-    async def classify_many(self, model: str, pixels: np.ndarray) -> np.ndarray:
-        self.calls.append(("many", model, pixels))
-        return self._answer(model, pixels)
+    @property
+    def default_model(self) -> str:
+        return self.routing.default
+
+    def resolve(self, raw: object) -> Any:
+        return self.routing.resolve(raw)
+
+    async def classify_one(self, target: Any, pixels: np.ndarray) -> np.ndarray:
+        self.calls.append(("one", target.name, pixels))
+        return self._answer(target.name, pixels[None])[0]
+
+    async def classify_many(self, target: Any, pixels: np.ndarray) -> np.ndarray:
+        self.calls.append(("many", target.name, pixels))
+        return self._answer(target.name, pixels)
 
     def model_listing(self) -> dict[str, Any]:
         return {
             "default": self.default_model,
+            "aliases": self.routing.aliases,
             "models": [
                 {
                     "name": name,
+                    "version": self.routing.versions[name][0],
+                    "aliases": ["production"],
                     "parameters": 1000 + i,
                     "test_accuracy": 0.9,
                     "val_accuracy": 0.91,

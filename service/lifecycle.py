@@ -1,0 +1,177 @@
+"""A worker's part in a rollout: it follows the aliases file, and it drains on SIGTERM.
+
+**Promotion and rollback reload in place.** Every worker keeps each served version
+loaded, so moving an alias only swaps which version a name means. :class:`AliasWatcher`
+looks at the aliases file every ``FMNIST_ALIASES_POLL_S`` (a ``stat``), and when it changed
+reads it, loads any version it names that the worker does not hold yet (from
+``FMNIST_MODEL_DIR`` or the model store), and then replaces the worker's routing in one
+assignment: a request resolves against the old aliases or the new ones, never a mix, and
+no request waits for a load. A file that cannot be read, or names a version that cannot
+be loaded, changes nothing: the old aliases keep serving, the worker logs why and counts
+it (``fmnist_aliases_reloads_total{result="rejected"}``), as Triton keeps a model's old
+version when the new one fails to load. Who can promote is who can write the file: a
+deploy setting, never an HTTP route.
+
+**SIGTERM drains.** Kubernetes sends SIGTERM on every rollout, and uvicorn on SIGTERM
+closes its listening socket and every idle kept-alive connection at once: a client that
+sends its next request on such a connection as it closes loses it ("cut mid-request").
+:class:`Drain` takes SIGTERM first: readiness turns 503 (the pod leaves the Service's
+endpoints), every answer carries ``Connection: close`` (clients reconnect elsewhere,
+having had their answer), and new connections are still accepted and answered. When no
+request came for ``FMNIST_DRAIN_QUIET_S``, or after ``FMNIST_DRAIN_S`` at most, the
+listening socket stops taking connections (a backlog of 0, then ``shutdown``: new
+clients are refused, not cut), and uvicorn's own shutdown finishes the requests in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from service.versions import AliasTable, read_aliases
+
+log = logging.getLogger(__name__)
+
+# (mtime_ns, size, inode) of the aliases file; None when it is missing
+FileStamp = tuple[int, int, int] | None
+
+
+def stamp(path: Path) -> FileStamp:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+class AliasWatcher:
+    """Polls the aliases file in a thread of its own and hands a changed file to ``apply``,
+    which raises to keep the old aliases (see the module)."""
+
+    def __init__(
+        self,
+        path: Path,
+        poll_s: float,
+        apply: Callable[[AliasTable], None],
+        on_result: Callable[[str], None],
+        seen: FileStamp,
+    ) -> None:
+        self.path, self.poll_s = path, poll_s
+        self._apply, self._on_result = apply, on_result
+        self._seen = seen
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="aliases", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def check(self) -> bool:
+        """Apply the file if it changed since last seen; True when it was applied."""
+        now = stamp(self.path)
+        if now == self._seen:
+            return False
+        self._seen = now
+        try:
+            self._apply(read_aliases(self.path))
+        except Exception as exc:  # any failure keeps the old aliases serving
+            log.error("aliases in %s not applied, the old ones keep serving: %s", self.path, exc)
+            self._on_result("rejected")
+            return False
+        self._on_result("applied")
+        return True
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            self.check()
+
+
+class Drain:
+    """SIGTERM → drain, then uvicorn's shutdown (see the module). ``install`` is called in
+    the worker's main thread once uvicorn has set its own handler (on the first request)."""
+
+    LISTEN_GRACE_S = 0.3  # after the backlog shrinks: connections already queued are served
+
+    def __init__(
+        self,
+        max_s: float,
+        quiet_s: float,
+        listening_fd: int | None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_s, self.quiet_s = max_s, quiet_s
+        self.listening_fd = listening_fd
+        self._clock = clock
+        self.active = False  # draining: not ready, every answer closes its connection
+        self.installed = False
+        self.last_request = clock()
+        self._original: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def install(self) -> None:
+        self.installed = True
+        if self.max_s <= 0 or threading.current_thread() is not threading.main_thread():
+            return
+        self._loop = asyncio.get_running_loop()
+        self._original = signal.getsignal(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, self._on_sigterm)
+
+    def seen(self) -> None:
+        self.last_request = self._clock()
+
+    def _on_sigterm(self, sig: int, frame: FrameType | None) -> None:
+        if self.active or self._loop is None:
+            return
+        self.active = True
+        self._loop.call_soon_threadsafe(self._begin, sig)
+
+    def _begin(self, sig: int) -> None:
+        log.info("SIGTERM: draining (readiness 503, every answer closes its connection)")
+        self._task = asyncio.get_running_loop().create_task(self._run(sig))
+
+    async def _run(self, sig: int) -> None:
+        started = self._clock()
+        while True:
+            now = self._clock()
+            if now - started >= self.max_s or now - self.last_request >= self.quiet_s:
+                break
+            await asyncio.sleep(0.05)
+        self._stop_listening()
+        await asyncio.sleep(self.LISTEN_GRACE_S)
+        self._stop_listening(final=True)
+        log.info("drained after %.1fs; shutting down", self._clock() - started)
+        original = self._original
+        if callable(original):
+            original(sig, None)
+        else:  # no handler of uvicorn's: the default action
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), sig)
+
+    def _stop_listening(self, final: bool = False) -> None:
+        """First a backlog of 0 (at most one more connection queues, and is served), then
+        shutdown: the socket stops listening for every process that holds it."""
+        if self.listening_fd is None:
+            return
+        with contextlib.suppress(OSError):
+            sock = socket.socket(fileno=os.dup(self.listening_fd))
+            try:
+                if final:
+                    sock.shutdown(socket.SHUT_RD)
+                else:
+                    sock.listen(0)
+            finally:
+                sock.close()
