@@ -185,7 +185,8 @@ def parse_batch_answer(body: Any, count: int, model: str) -> tuple[np.ndarray, .
     if list(body["class_names"]) != list(CLASS_NAMES):
         # Scoring against the wrong label order would be silently meaningless.
         raise ServiceError(f"{where}: class_names {body['class_names']} differ from {CLASS_NAMES}")
-    if body.get("model", model) != model:
+    name = model.partition("@")[0]  # name@alias and name@version are answered as name
+    if body.get("model", name) != name:
         raise ServiceError(f"{where}: answered by model {body['model']!r}")
     try:
         index = np.asarray(body["class_index"], dtype=np.int64)

@@ -10,8 +10,10 @@ checking that the version is there (in ``FMNIST_MODEL_DIR``, or in the BentoML m
 store); every worker of a running service switches within ``FMNIST_ALIASES_POLL_S``
 (service/lifecycle.py), without a restart and without losing a request. Promotion is a
 deploy action: whoever can write this file (or, on Kubernetes, its ConfigMap) can promote;
-no HTTP route can. The folder and the file are the service's: ``--model-dir`` and
-``--aliases-file`` default to ``FMNIST_MODEL_DIR`` and ``FMNIST_ALIASES_FILE``.
+no HTTP route can. Each change is appended to ``<aliases file>.log`` (time, user, host,
+before, after), and each worker logs what it applied. The folder and the file are the
+service's: ``--model-dir`` and ``--aliases-file`` default to ``FMNIST_MODEL_DIR`` and
+``FMNIST_ALIASES_FILE``.
 
 Exit status: 0 done (or nothing to change), 2 refused (a version or a previous version
 that is not there, a malformed aliases file), with one line that says why.
@@ -20,7 +22,11 @@ that is not there, a malformed aliases file), with one line that says why.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import getpass
+import json
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -96,6 +102,25 @@ def rollback(table: AliasTable, name: str) -> AliasTable:
     new = {n: dict(a) for n, a in table.items()}
     new[name][PRODUCTION], new[name][PREVIOUS] = aliases[PREVIOUS], aliases[PRODUCTION]
     return new
+
+
+def audit_path(path: Path) -> Path:
+    return path.with_name(path.name + ".log")
+
+
+def audit(path: Path, prog: str, name: str, before: dict[str, str], after: dict[str, str]) -> None:
+    """One JSON line per change beside the aliases file: when, who, from where, what."""
+    record = {
+        "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "user": getpass.getuser(),
+        "host": socket.gethostname(),
+        "command": prog,
+        "model": name,
+        "before": before,
+        "after": after,
+    }
+    with open(audit_path(path), "a", encoding="utf-8") as log:
+        log.write(json.dumps(record) + "\n")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -175,6 +200,7 @@ def _run(argv: list[str] | None, prog: str) -> int:
         print(f"{prog}: {name}: no change ({after})")
         return 0
     write_aliases(path, new)
+    audit(path, prog, name, before, after)
     moved = ", ".join(
         f"{alias} {before.get(alias, '-')} -> {after.get(alias, '-')}"
         for alias in ALIASES
