@@ -274,7 +274,7 @@ class FashionMNISTService:
         self.metrics.start_model(source.name, CLASS_NAMES)
         self.metrics.version_images.labels(*key)
         self._batchers[key] = MicroBatcher(
-            f"{source.name}@{source.version}",
+            source.name,  # the model label of fmnist_shed_requests_total
             model.predict,
             self._policy,
             self._observer(*key),

@@ -12,6 +12,7 @@ import pytest
 from service.endpoints import JSONAnswer
 from service.http_api import batch_answer, single_answer
 from service.inference import ModelOutputError, OnnxModel
+from service.versions import Target
 from training.export import add_metadata
 
 
@@ -39,7 +40,7 @@ def test_answers_carry_the_models_float32_numbers_exactly_in_their_shortest_form
 ) -> None:
     pixels = np.random.default_rng(4).integers(0, 256, (64, 28, 28)).astype(np.uint8)
     probabilities = model.predict(pixels)
-    body = JSONAnswer(batch_answer("baseline", probabilities)).body
+    body = JSONAnswer(batch_answer(Target("baseline", "v", "production"), probabilities)).body
     answer = json.loads(body)
     sent = np.array(answer["probabilities"], dtype=np.float32)
     assert np.array_equal(sent, probabilities)  # bit for bit, once read as float32
@@ -50,7 +51,7 @@ def test_answers_carry_the_models_float32_numbers_exactly_in_their_shortest_form
     float64_text = json.dumps(probabilities.tolist(), separators=(",", ":"))
     assert len(body) < 0.75 * len(float64_text)
 
-    one = json.loads(JSONAnswer(single_answer("x", probabilities[0])).body)
+    one = json.loads(JSONAnswer(single_answer(Target("x", "v", None), probabilities[0])).body)
     assert list(one["probabilities"].values()) == [float(str(v)) for v in probabilities[0]]
     assert one["class_index"] == int(probabilities[0].argmax())
     assert one["confidence"] == float(str(probabilities[0].max()))

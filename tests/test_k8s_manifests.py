@@ -37,6 +37,7 @@ def test_every_manifest_is_valid_against_the_kubernetes_schemas(version: str) ->
         "Service/fmnist-service",
         "HorizontalPodAutoscaler/fmnist-service",
         "PodDisruptionBudget/fmnist-service",
+        "ConfigMap/fmnist-aliases",
     }
     for name, doc in docs.items():
         try:
@@ -79,6 +80,26 @@ def test_deployment_matches_the_service_contract() -> None:
     )
     target = docs["HorizontalPodAutoscaler/fmnist-service"]["spec"]["scaleTargetRef"]
     assert (target["kind"], target["name"]) == ("Deployment", deployment["metadata"]["name"])
+
+
+def test_a_rollout_loses_no_request() -> None:
+    """maxUnavailable 0, a preStop wait, and a grace period that holds the wait and the drain;
+    the aliases ConfigMap mounted as a folder (a subPath mount never sees an edit)."""
+    deployment = documents()["Deployment/fmnist-service"]
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    command = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[0] == "sleep"
+    env = {e["name"]: e["value"] for e in container["env"]}
+    drain = float(env["FMNIST_DRAIN_S"])
+    assert pod["terminationGracePeriodSeconds"] >= float(command[1]) + drain + 5
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "aliases")
+    assert "subPath" not in mount
+    assert env["FMNIST_ALIASES_FILE"] == mount["mountPath"] + "/aliases.json"
+    volume = next(v for v in pod["volumes"] if v["name"] == "aliases")
+    assert volume["configMap"]["name"] == "fmnist-aliases"
+    assert "aliases.json" in documents()["ConfigMap/fmnist-aliases"]["data"]
 
 
 def test_a_broken_manifest_is_caught() -> None:

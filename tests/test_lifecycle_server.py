@@ -225,10 +225,10 @@ def test_the_capture_never_passes_its_bound(server: str, home: Path) -> None:
     shadowed = samples(server, "fmnist_shadow_predictions_total")
     for seed in range(10):  # 1,000 images, each request's shadow done before the next
         classify(server, make_images(np.arange(100) % 10, 100 + seed), None)
-        assert wait_for(
-            lambda: samples(server, "fmnist_shadow_predictions_total") >= shadowed + 100
-        )
         shadowed += 100
+        assert wait_for(
+            lambda at_least=shadowed: samples(server, "fmnist_shadow_predictions_total") >= at_least
+        )
     written = -1.0
     while written != samples(server, "fmnist_shadow_captured_total"):  # the last writes done
         written = samples(server, "fmnist_shadow_captured_total")

@@ -95,6 +95,14 @@ MUTANTS = [
     ("target down without absent()", ' or absent(up{job="fmnist-service"})', ""),
     ("target down for any job", 'up{job="fmnist-service"} == 0', "up == 0"),
     ("worker stalled on idle pods too", "[10m])) > 1", "[10m])) >= 0"),
+    ("agreement floor 50 %", "fmnist:shadow_agreement:ratio_rate30m < 0.9", "x < 0.5"),
+    (
+        "agreement without the minimum traffic",
+        "(increase(fmnist_shadow_predictions_total[30m])) >= 200",
+        "(increase(fmnist_shadow_predictions_total[30m])) >= 0",
+    ),
+    ("agreement counting disagreements", '{agreement="agree"}', '{agreement=~".+"}'),
+    ("aliases: applied reloads warn too", 'result="rejected"}', 'result=~".+"}'),
 ]
 
 

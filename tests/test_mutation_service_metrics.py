@@ -96,6 +96,42 @@ METRICS = {
         "Share of the model's test-set answers with confidence <= le (cumulative).",
         ("model", "le"),
     ),
+    "fmnist_version_images": (
+        "counter",
+        "Images answered by each served version of a model (traffic by version).",
+        ("model", "version"),
+    ),
+    "fmnist_model_alias": (
+        "gauge",
+        "1 for the version each alias of a model points to now, 0 for one it left.",
+        ("model", "alias", "version"),
+    ),
+    "fmnist_aliases_reloads": (
+        "counter",
+        "Changed aliases files a worker applied or rejected (the old aliases kept serving).",
+        ("result",),
+    ),
+    "fmnist_shadow_predictions": (
+        "counter",
+        "Shadowed images, by candidate version, production's predicted class and whether "
+        "the candidate predicted the same class.",
+        ("model", "candidate", "class_name", "agreement"),
+    ),
+    "fmnist_shadow_inference_seconds": (
+        "histogram",
+        "The candidate's onnxruntime run time per shadow call, by model.",
+        ("model",),
+    ),
+    "fmnist_shadow_dropped": (
+        "counter",
+        "Images not shadowed because the shadow queue was full (the service was busy).",
+        ("model",),
+    ),
+    "fmnist_shadow_captured": (
+        "counter",
+        "Shadowed images kept on disk for labelling, by reason (disagree, low_confidence).",
+        ("model", "reason"),
+    ),
 }
 BODY_BUCKETS = [256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216]
 # onnxruntime calls take ~0.1 ms to ~100 ms: buckets in seconds from 0.2 ms to 1 s.
@@ -174,6 +210,11 @@ def test_names_types_help_and_labels(metrics: ServiceMetrics) -> None:
     metrics.low_confidence.labels("m").inc()
     metrics.observe_body("/p", 10)
     metrics.set_reference("m", contract.reference_distribution(np.eye(10)[:1], CLASSES))
+    metrics.version_images.labels("m", "v1").inc()
+    metrics.set_aliases({"m": {"production": "v0"}}, {"m": {"production": "v1"}})
+    metrics.aliases_reloads.labels("applied").inc()
+    metrics.start_shadow("m", "v2", CLASSES)
+    metrics.shadow_seconds.labels("m").observe(0.001)
     families = exposition()
     assert set(families) == set(METRICS)
     for name, (kind, help_text, labels) in METRICS.items():
@@ -188,6 +229,21 @@ def test_names_types_help_and_labels(metrics: ServiceMetrics) -> None:
     # The same reference in every worker: read once, not summed over the workers.
     assert metrics.reference_class_share._multiprocess_mode == "max"
     assert metrics.reference_confidence._multiprocess_mode == "max"
+    # An alias's series is 1 where it points now and 0 where it pointed before.
+    assert value("fmnist_model_alias", model="m", alias="production", version="v1") == 1
+    assert value("fmnist_model_alias", model="m", alias="production", version="v0") == 0
+    # Every shadow series of a candidate exists at 0 from the start.
+    assert (
+        value(
+            "fmnist_shadow_predictions_total",
+            model="m",
+            candidate="v2",
+            class_name="class3",
+            agreement="disagree",
+        )
+        == 0
+    )
+    assert value("fmnist_shadow_dropped_total", model="m") == 0
 
 
 def test_histogram_buckets(metrics: ServiceMetrics) -> None:

@@ -26,6 +26,14 @@ DEFAULTS = {
     "model_dir": None,
     "models": None,
     "default_model": None,
+    "aliases_file": None,
+    "aliases_poll_s": 1.0,
+    "shadow_sample_rate": 1.0,
+    "shadow_max_queue": 256,
+    "capture_dir": None,
+    "capture_max_bytes": 64 * 1024 * 1024,
+    "drain_s": 10.0,
+    "drain_quiet_s": 1.0,
     "workers": 2,
     "ort_intra_threads": 1,
     "ort_inter_threads": 1,
@@ -55,6 +63,10 @@ BOUNDS = [
     ("max_batch_size", 1, 100_000),
     ("max_body_bytes", 1024, 1 << 31),
     ("keepalive_requests", 0, 10_000_000),
+    ("shadow_sample_rate", 0, 1),
+    ("shadow_max_queue", 1, 100_000),
+    ("capture_max_bytes", 64 * 1024, 1 << 40),
+    ("drain_s", 0, 3600),
 ]
 
 

@@ -30,7 +30,7 @@ import httpx
 import numpy as np
 import pytest
 
-from fmnist.contract import KEY_MODEL_NAME, KEY_REFERENCE, ReferenceDistribution
+from fmnist.contract import KEY_MODEL_NAME, KEY_REFERENCE, ReferenceDistribution, file_sha256
 from fmnist.dataset import CLASS_NAMES
 from loadtests.monitoring import (
     RULES_FILE,
@@ -41,6 +41,7 @@ from loadtests.monitoring import (
     prometheus_server,
 )
 from service.launch import bentoml_server
+from service.versions import write_aliases
 from tests.conftest import make_images
 from tests.payloads import encode, npy
 
@@ -112,7 +113,20 @@ def served(
     add_metadata(baseline, {KEY_REFERENCE: reference.to_json()})
     skewed_path = Path(shutil.copy2(baseline, folder / "skewed.onnx"))
     add_metadata(skewed_path, {KEY_MODEL_NAME: "skewed"})
-    shutil.copy2(onnx_models["deeper"], folder / "deeper.onnx")  # no reference
+    deeper = Path(shutil.copy2(onnx_models["deeper"], folder / "deeper.onnx"))  # no reference
+    # A second version of deeper (the same weights, another file) as its candidate, so that
+    # the shadow panels have data: it agrees with production on every image.
+    candidate = Path(shutil.copy2(deeper, folder / "deeper-candidate.onnx"))
+    add_metadata(candidate, {"code_revision": "candidate"})
+    write_aliases(
+        folder / "aliases.json",
+        {
+            "deeper": {
+                "production": file_sha256(deeper)[:12],
+                "candidate": file_sha256(candidate)[:12],
+            }
+        },
+    )
     # The skew: only images of the least predicted class that the pool predicts at all.
     top = predictions(baseline, pool).argmax(1)
     shares = {c: reference.class_share[CLASS_NAMES[c]] for c in set(top.tolist())}
@@ -286,5 +300,6 @@ def test_dashboard_and_drift_under_a_real_prometheus(served: Served, tmp_path: P
 
     log = served.log.read_text(errors="replace")
     warnings = [line for line in log.splitlines() if "fmnist-service: warning" in line]
-    assert len(warnings) == 1 and "model deeper" in warnings[0], warnings
+    # deeper's two versions carry no reference; every other model does
+    assert len(warnings) == 2 and all("model deeper" in w for w in warnings), warnings
     print(json.dumps({"tvd_test_set_mix": tvd1, "tvd_skewed_mix": tvd2, "expected": expected}))

@@ -161,6 +161,9 @@ PUBLIC_PATHS = {
     "/v2/models/{name}",
     "/v2/models/{name}/ready",
     "/v2/models/{name}/infer",
+    "/v2/models/{name}/versions/{version}",
+    "/v2/models/{name}/versions/{version}/ready",
+    "/v2/models/{name}/versions/{version}/infer",
 }
 
 
