@@ -22,6 +22,7 @@ too, so that one model runs one batch at a time per worker.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -359,36 +360,48 @@ class FashionMNISTService:
     def _shadow(self) -> Shadow | None:
         if SETTINGS.shadow_sample_rate <= 0:
             return None
-        captures: dict[str, CaptureStore] = {}
+        store = None
         if SETTINGS.capture_dir is not None:
             share = SETTINGS.capture_max_bytes // SETTINGS.workers  # the bound, all workers
-            folder = SETTINGS.capture_dir / f"worker-{self.worker}"
-            captures["store"] = CaptureStore(folder, share)
+            store = CaptureStore(SETTINGS.capture_dir / f"worker-{self.worker}", share)
         metrics = self.metrics
+        # The candidate's own batchers: shadow work merges into shared calls, and its answers
+        # stay out of the production model's metrics (no observer).
+        batchers: dict[tuple[str, str], MicroBatcher] = {}
 
         def candidate_of(name: str) -> tuple[str, Any] | None:
             version = self.routing.candidate_of(name)
-            return None if version is None else (version, self.models[(name, version)].predict)
+            if version is None:
+                return None
+            key = (name, version)
+            if key not in batchers:
+                batchers[key] = MicroBatcher(name, self.models[key].predict, self._policy)
+            return version, batchers[key].submit
 
         def observe(c: Comparison) -> None:
             metrics.shadow_seconds.labels(c.name).observe(c.seconds)
             p_top = c.production_answers.argmax(axis=1)
             agree = p_top == c.candidate_answers.argmax(axis=1)
-            for index in range(len(CLASS_NAMES)):
-                mine = p_top == index
-                same = int(np.count_nonzero(agree & mine))
-                other = int(np.count_nonzero(mine)) - same
-                for agreement, count in (("agree", same), ("disagree", other)):
+            seen = np.bincount(p_top, minlength=len(CLASS_NAMES))
+            same = np.bincount(p_top[agree], minlength=len(CLASS_NAMES))
+            for index in np.flatnonzero(seen).tolist():
+                for agreement, count in (
+                    ("agree", int(same[index])),
+                    ("disagree", int(seen[index] - same[index])),
+                ):
                     if count:
                         metrics.shadow_predictions.labels(
                             c.name, c.candidate, CLASS_NAMES[index], agreement
                         ).inc(count)
-            store = captures.get("store")
-            if store is None:
-                return
-            reasons = capture_reasons(
-                c.production_answers, c.candidate_answers, SETTINGS.low_confidence
-            )
+            if store is not None:
+                reasons = capture_reasons(
+                    c.production_answers, c.candidate_answers, SETTINGS.low_confidence
+                )
+                if any(reasons):  # file I/O off the event loop
+                    asyncio.get_running_loop().run_in_executor(None, capture, c, reasons)
+
+        def capture(c: Comparison, reasons: list[list[str]]) -> None:
+            assert store is not None
             for i, why in enumerate(reasons):
                 if not why:
                     continue
@@ -411,16 +424,11 @@ class FashionMNISTService:
             SETTINGS.shadow_max_queue,
             observe,
             lambda name, n: metrics.shadow_dropped.labels(name).inc(n),
-            max_batch=SETTINGS.batching_max_batch_size,
         )
 
     def _after_answer(self, target: Target, pixels: np.ndarray, answers: np.ndarray) -> None:
         """Production's answers also go to the candidate, when the name has one."""
-        if (
-            self.shadow is not None
-            and target.alias == PRODUCTION
-            and self.routing.candidate_of(target.name) is not None
-        ):
+        if self.shadow is not None and target.alias == PRODUCTION:
             self.shadow.offer(target.name, target.version, pixels, answers)
 
     # -- the model calls -----------------------------------------------------------------

@@ -26,6 +26,7 @@ PACKAGES = ("fmnist", "training", "service", "evaluation", "loadtests", "benchma
 ALLOWED_EDGES: dict[tuple[str, str], str] = {
     ("loadtests/run.py", "service.launch"): "starts the service under load",
     ("loadtests/dashboard.py", "service.launch"): "starts the service it draws the dashboard of",
+    ("loadtests/rollout.py", "service.launch"): "starts the service it promotes and stops",
     ("scripts/pipeline.py", "service.launch"): "starts the service it evaluates",
     ("benchmarks/serve_throughput.py", "service.launch"): "starts the service it measures",
     ("benchmarks/eval_throughput.py", "service.launch"): "starts the service it queries",

@@ -202,6 +202,42 @@ def test_versions_are_served_side_by_side_in_every_api(
     assert samples(server, "fmnist_model_alias", alias="candidate", version=versions["weak"]) == 1
 
 
+def test_the_demo_page_shows_every_version_side_by_side(
+    server: str, versions: dict[str, str]
+) -> None:
+    """/ui asks each served version by what a request names it: baseline (production),
+    baseline@candidate, baseline@<version>; each card shows that version's own answer."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests import browser
+
+    expected = ["baseline", "baseline@candidate", f"baseline@{versions['equal']}"]
+    with browser.chromium(browser.DESKTOP) as driver:
+        driver.get(server + "/ui")
+        WebDriverWait(driver, 30).until(
+            lambda d: (
+                sorted(
+                    c.get_attribute("data-model") for c in d.find_elements(By.CSS_SELECTOR, ".card")
+                )
+                == sorted(expected)
+            )
+        )
+        driver.find_element(By.CSS_SELECTOR, ".example").click()
+        WebDriverWait(driver, 30).until(
+            lambda d: all(
+                c.get_attribute("data-state") == "done"
+                for c in d.find_elements(By.CSS_SELECTOR, ".card")
+            )
+        )
+        for reference in expected:
+            card = driver.find_element(By.CSS_SELECTOR, f'.card[data-model="{reference}"]')
+            version = versions["weak"] if reference.endswith("candidate") else reference[-12:]
+            if reference == "baseline":
+                version = versions["trained"]
+            assert f"version {version}" in card.find_element(By.CSS_SELECTOR, ".facts").text
+
+
 def test_shadow_counters_move_as_the_traffic_says(server: str, versions: dict[str, str]) -> None:
     weak = versions["weak"]
     before = samples(server, "fmnist_shadow_predictions_total", candidate=weak)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
-import threading
 from pathlib import Path
 
 import numpy as np
-import pytest
 
+from service.batching import Overloaded
 from service.shadow import CaptureStore, Comparison, Shadow, capture_reasons
 
 
@@ -22,76 +22,99 @@ class Recorder:
     def __init__(self) -> None:
         self.seen: list[Comparison] = []
         self.dropped: list[tuple[str, int]] = []
-        self.done = threading.Event()
-        self.expected = 0
 
     def observe(self, c: Comparison) -> None:
         self.seen.append(c)
-        if sum(len(s.pixels) for s in self.seen) >= self.expected:
-            self.done.set()
+
+    def drop(self, name: str, n: int) -> None:
+        self.dropped.append((name, n))
 
 
-def candidate_says(cls: int, gate: threading.Event | None = None):  # noqa: ANN201
-    def predict(pixels: np.ndarray) -> np.ndarray:
+def candidate_says(cls: int, gate: asyncio.Event | None = None):  # noqa: ANN201
+    async def predict(pixels: np.ndarray) -> np.ndarray:
         if gate is not None:
-            gate.wait(5)
+            await gate.wait()
         return one_hot([cls] * len(pixels))
 
     return lambda name: ("cand", predict) if name == "baseline" else None
 
 
 def test_every_offered_image_is_compared_with_the_candidate() -> None:
-    rec = Recorder()
-    rec.expected = 5
-    shadow = Shadow(
-        candidate_says(3), 1.0, 100, rec.observe, lambda n, k: rec.dropped.append((n, k))
-    )
-    pixels = np.zeros((5, 28, 28), np.uint8)
-    assert shadow.offer("baseline", "prod", pixels, one_hot([3, 3, 1, 3, 0]))
-    assert rec.done.wait(5)
-    shadow.stop()
-    got = rec.seen[0]
+    async def scenario() -> Recorder:
+        rec = Recorder()
+        shadow = Shadow(candidate_says(3), 1.0, 100, rec.observe, rec.drop)
+        pixels = np.zeros((5, 28, 28), np.uint8)
+        assert shadow.offer("baseline", "prod", pixels, one_hot([3, 3, 1, 3, 0]))
+        assert rec.seen == []  # offer only starts the work: nothing ran in the caller
+        await shadow.drain()
+        assert shadow.queued_images == 0
+        return rec
+
+    rec = asyncio.run(scenario())
+    (got,) = rec.seen
     assert (got.name, got.production, got.candidate) == ("baseline", "prod", "cand")
     assert got.candidate_answers.argmax(axis=1).tolist() == [3] * 5
     assert got.production_answers.argmax(axis=1).tolist() == [3, 3, 1, 3, 0]
     assert got.seconds >= 0 and rec.dropped == []
-    assert shadow.queued_images == 0
 
 
-def test_a_full_queue_drops_and_counts_instead_of_waiting() -> None:
-    rec = Recorder()
-    gate = threading.Event()  # the candidate is stuck until the gate opens
-    shadow = Shadow(
-        candidate_says(1, gate), 1.0, 8, rec.observe, lambda n, k: rec.dropped.append((n, k))
-    )
-    pixels = np.zeros((4, 28, 28), np.uint8)
-    answers = one_hot([1] * 4)
-    accepted = [shadow.offer("baseline", "p", pixels, answers) for _ in range(5)]
-    assert accepted[:2] == [True, True] and not any(accepted[2:])  # 8 images fit, no more
-    assert rec.dropped == [("baseline", 4)] * 3
-    gate.set()
-    shadow.stop()
-    assert sum(len(c.pixels) for c in rec.seen) == 8
+def test_a_full_shadow_drops_and_counts_instead_of_waiting() -> None:
+    async def scenario() -> Recorder:
+        rec = Recorder()
+        gate = asyncio.Event()  # the candidate is stuck until the gate opens
+        shadow = Shadow(candidate_says(1, gate), 1.0, 8, rec.observe, rec.drop)
+        pixels, answers = np.zeros((4, 28, 28), np.uint8), one_hot([1] * 4)
+        accepted = [shadow.offer("baseline", "p", pixels, answers) for _ in range(5)]
+        assert accepted == [True, True, False, False, False]  # 8 images fit, no more
+        assert rec.dropped == [("baseline", 4)] * 3
+        gate.set()
+        await shadow.drain()
+        assert shadow.offer("baseline", "p", pixels, answers)  # room again
+        await shadow.drain()
+        return rec
+
+    rec = asyncio.run(scenario())
+    assert sum(len(c.pixels) for c in rec.seen) == 12
+
+
+def test_a_candidate_that_turns_work_away_counts_as_dropped() -> None:
+    async def overloaded(pixels: np.ndarray) -> np.ndarray:
+        raise Overloaded("baseline", 256, 1)
+
+    async def scenario() -> Recorder:
+        rec = Recorder()
+        shadow = Shadow(lambda n: ("cand", overloaded), 1.0, 100, rec.observe, rec.drop)
+        shadow.offer("baseline", "p", np.zeros((3, 28, 28)), one_hot([0, 0, 0]))
+        await shadow.drain()
+        return rec
+
+    rec = asyncio.run(scenario())
+    assert rec.dropped == [("baseline", 3)] and rec.seen == []
 
 
 def test_sampling_shadows_about_the_rate() -> None:
-    rec = Recorder()
-    shadow = Shadow(
-        lambda name: None, 0.1, 10_000, rec.observe, lambda n, k: None, rng=random.Random(1)
-    )
-    offered = sum(
-        shadow.offer("baseline", "p", np.zeros((1, 28, 28)), one_hot([0])) for _ in range(2000)
-    )
-    shadow.stop()
-    assert 140 <= offered <= 260  # 10 % of 2,000, with room for chance
+    async def scenario() -> int:
+        rec = Recorder()
+        shadow = Shadow(candidate_says(0), 0.1, 10_000, rec.observe, rec.drop, random.Random(1))
+        offered = sum(
+            shadow.offer("baseline", "p", np.zeros((1, 28, 28)), one_hot([0])) for _ in range(2000)
+        )
+        await shadow.drain()
+        return offered
+
+    assert 140 <= asyncio.run(scenario()) <= 260  # 10 % of 2,000, with room for chance
 
 
-def test_no_candidate_no_comparison() -> None:
-    rec = Recorder()
-    shadow = Shadow(lambda name: None, 1.0, 100, rec.observe, lambda n, k: None)
-    shadow.offer("deeper", "p", np.zeros((2, 28, 28)), one_hot([0, 1]))
-    shadow.stop()
-    assert rec.seen == []
+def test_no_candidate_or_the_same_version_no_comparison() -> None:
+    async def scenario() -> Recorder:
+        rec = Recorder()
+        shadow = Shadow(candidate_says(0), 1.0, 100, rec.observe, rec.drop)
+        assert not shadow.offer("deeper", "p", np.zeros((2, 28, 28)), one_hot([0, 1]))
+        assert not shadow.offer("baseline", "cand", np.zeros((2, 28, 28)), one_hot([0, 1]))
+        await shadow.drain()
+        return rec
+
+    assert asyncio.run(scenario()).seen == []
 
 
 def test_capture_reasons() -> None:
@@ -158,7 +181,6 @@ def test_a_capture_larger_than_the_bound_is_not_kept(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("rate", [0.0])
-def test_rate_zero_never_offers(rate: float) -> None:
-    shadow = Shadow(lambda name: None, rate, 100, lambda c: None, lambda n, k: None)
+def test_rate_zero_never_offers() -> None:
+    shadow = Shadow(candidate_says(0), 0.0, 100, lambda c: None, lambda n, k: None)
     assert not shadow.offer("baseline", "p", np.zeros((1, 28, 28)), one_hot([0]))

@@ -36,12 +36,22 @@
     return `The API answered ${resp.status} ${resp.statusText}: ${text.slice(0, 300)}`;
   }
 
+  // What a request names to reach this version: the bare name for production, else
+  // name@alias (candidate, previous) or name@version.
+  function referenceOf(model) {
+    const aliases = model.aliases || [];
+    if (!model.version || aliases.includes('production')) return model.name;
+    return `${model.name}@${aliases[0] || model.version}`;
+  }
+
   function buildCard(model) {
     const card = $('card-template').content.firstElementChild.cloneNode(true);
-    card.dataset.model = model.name;
-    card.setAttribute('aria-label', `Model ${model.name}`);
-    card.querySelector('.model-name').textContent = model.name;
+    const reference = referenceOf(model);
+    card.dataset.model = reference;
+    card.setAttribute('aria-label', `Model ${reference}`);
+    card.querySelector('.model-name').textContent = reference;
     const facts = [];
+    if (model.version) facts.push(`version ${model.version}`);
     if (Number.isFinite(model.parameters)) {
       facts.push(`${model.parameters.toLocaleString('en')} parameters`);
     }
@@ -49,7 +59,7 @@
       facts.push(`test accuracy ${(model.test_accuracy * 100).toFixed(2)} %`);
     }
     card.querySelector('.facts').textContent = facts.join(' · ');
-    card.querySelector('.bars').setAttribute('aria-label', `Probabilities of ${model.name}`);
+    card.querySelector('.bars').setAttribute('aria-label', `Probabilities of ${reference}`);
     return card;
   }
 
@@ -274,7 +284,7 @@
     cards.clear();
     for (const model of listing.models) {
       const card = buildCard(model);
-      cards.set(model.name, card);
+      cards.set(card.dataset.model, card);
       container.append(card);
     }
     const names = [...cards.keys()].join(', ');
