@@ -178,7 +178,7 @@ def hey_load(
          "-D", str(body), f"{url}{path}"],
         capture_output=True, text=True, timeout=seconds + 60,
     ).stdout  # fmt: skip
-    statuses = {int(c): int(n) for n, c in re.findall(r"\[(\d+)\]\s+(\d+) responses", out)}
+    statuses = {int(c): int(n) for c, n in re.findall(r"\[(\d+)\]\s+(\d+) responses", out)}
     errors = (
         re.findall(r"\[(\d+)\]\s+(.+)", out.split("Error distribution:")[-1])
         if ("Error distribution:" in out)

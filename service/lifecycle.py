@@ -19,8 +19,9 @@ sends its next request on such a connection as it closes loses it ("cut mid-requ
 endpoints), every answer carries ``Connection: close`` (clients reconnect elsewhere,
 having had their answer), and new connections are still accepted and answered. When no
 request came for ``FMNIST_DRAIN_QUIET_S``, or after ``FMNIST_DRAIN_S`` at most, the
-listening socket stops taking connections (a backlog of 0, then ``shutdown``: new
-clients are refused, not cut), and uvicorn's own shutdown finishes the requests in flight.
+listening socket stops taking connections at an instant when none waits to be accepted
+(``shutdown``: new clients are refused, not cut), and uvicorn's own shutdown finishes the
+requests in flight.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import logging
 import os
 import signal
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -103,7 +105,8 @@ class Drain:
     """SIGTERM → drain, then uvicorn's shutdown (see the module). ``install`` is called in
     the worker's main thread once uvicorn has set its own handler (on the first request)."""
 
-    LISTEN_GRACE_S = 0.3  # after the backlog shrinks: connections already queued are served
+    LISTEN_GRACE_S = 0.3  # after the socket stops listening: accepted ones are answered
+    HANDSHAKE_S = 0.25  # after the backlog shrinks: late handshakes complete and are accepted
 
     def __init__(
         self,
@@ -150,9 +153,22 @@ class Drain:
             if now - started >= self.max_s or now - self.last_request >= self.quiet_s:
                 break
             await asyncio.sleep(0.05)
-        self._stop_listening()
-        await asyncio.sleep(self.LISTEN_GRACE_S)
-        self._stop_listening(final=True)
+        # Stop listening at an instant when no connection waits in the kernel's accept queue
+        # (it would be reset under a request its client already sent). A backlog of 0 first:
+        # new clients' SYNs are then dropped (they retry in a second, and find the socket
+        # gone: refused), so the queue empties; the check and the shutdown run in one step
+        # of the event loop, which is what accepts.
+        self._stop_listening_if_idle(backlog=0)
+        # A handshake the full queue dropped completes when its client retransmits (TCP's
+        # minimum retransmission timeout is 200 ms): wait for those before the check.
+        await asyncio.sleep(self.HANDSHAKE_S)
+        for _ in range(1000):
+            if self._stop_listening_if_idle():
+                break
+            await asyncio.sleep(0.001)
+        else:
+            self._stop_listening_if_idle(force=True)
+        await asyncio.sleep(self.LISTEN_GRACE_S)  # the last accepted connections are answered
         log.info("drained after %.1fs; shutting down", self._clock() - started)
         original = self._original
         if callable(original):
@@ -161,17 +177,35 @@ class Drain:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.kill(os.getpid(), sig)
 
-    def _stop_listening(self, final: bool = False) -> None:
-        """First a backlog of 0 (at most one more connection queues, and is served), then
-        shutdown: the socket stops listening for every process that holds it."""
+    def _stop_listening_if_idle(self, force: bool = False, backlog: int | None = None) -> bool:
+        """``shutdown`` the listening socket (it stops listening for every process that
+        holds it: new clients are refused) when its accept queue is empty, or ``force``;
+        with ``backlog``, only set the socket's backlog."""
         if self.listening_fd is None:
-            return
-        with contextlib.suppress(OSError):
+            return True
+        try:
             sock = socket.socket(fileno=os.dup(self.listening_fd))
-            try:
-                if final:
-                    sock.shutdown(socket.SHUT_RD)
-                else:
-                    sock.listen(0)
-            finally:
-                sock.close()
+        except OSError:
+            return True
+        try:
+            if backlog is not None:
+                with contextlib.suppress(OSError):
+                    sock.listen(backlog)
+                return False
+            if not force and accept_queue(sock) > 0:
+                return False
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RD)
+            return True
+        finally:
+            sock.close()
+
+
+def accept_queue(sock: socket.socket) -> int:
+    """Connections waiting in a listening socket's accept queue (Linux: tcp_info's
+    ``tcpi_unacked`` of a LISTEN socket); 0 where the kernel does not say."""
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+    except (OSError, AttributeError):
+        return 0
+    return int(struct.unpack_from("8B5I", info)[12]) if len(info) >= 28 else 0
