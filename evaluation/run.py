@@ -138,7 +138,7 @@ async def query_service(
                 f"the service does not serve {', '.join(unknown)}; it offers "
                 f"{', '.join(listing.models) or 'no models'}"
             )
-        names = cfg.evaluated or listing.names
+        names = pinned(cfg, listing) if cfg.gate is not None else cfg.evaluated or listing.names
         if not names:
             raise ServiceError(f"GET {cfg.url}/models lists no models; nothing to evaluate")
         served = {}
@@ -211,6 +211,16 @@ def evaluate(cfg: EvalConfig, command: str = "") -> Evaluation:
     )
 
 
+def pinned(cfg: EvalConfig, listing: ModelListing) -> tuple[str, ...]:
+    """The gate's two aliases as the versions they point to now: NAME@<version> each, so
+    that both are scored on exactly those versions even if an alias moves meanwhile, and
+    the gate's test images are not shadowed (only live traffic counts as live agreement)."""
+    return tuple(
+        f"{cfg.gate}@{listing.models[key].raw.get('version', key.partition('@')[2])}"
+        for key in cfg.evaluated
+    )
+
+
 def gate_decision(
     cfg: EvalConfig,
     listing: ModelListing,
@@ -220,8 +230,8 @@ def gate_decision(
 ) -> GateDecision:
     """evaluation/gate.py's rule on the two aliases' answers and the live shadow counters."""
     assert cfg.gate is not None
-    keys = cfg.evaluated
-    versions = tuple(str(listing.models[k].raw.get("version", "")) for k in keys)
+    keys = pinned(cfg, listing)
+    versions = tuple(k.partition("@")[2] for k in keys)
     shadow = shadow_agreement(metrics_text, cfg.gate, versions[1])
     return decide(
         cfg.gate,

@@ -56,7 +56,8 @@ class ServiceSettings(BaseSettings):
     # Shadow traffic (service/shadow.py): the share of production requests also run on the
     # candidate, after the answer; 0 turns it off.
     shadow_sample_rate: float = Field(1.0, ge=0, le=1)
-    shadow_max_queue: int = Field(256, ge=1, le=100_000)  # images waiting, per worker
+    # images in the shadow at once, per worker: a request larger than this is never shadowed
+    shadow_max_queue: int = Field(2048, ge=1, le=100_000)
     # Where disagreements and low-confidence inputs are kept for labelling (unset: nowhere),
     # and how large that folder may grow, all workers together.
     capture_dir: Path | None = None

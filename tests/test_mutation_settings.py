@@ -29,7 +29,7 @@ DEFAULTS = {
     "aliases_file": None,
     "aliases_poll_s": 1.0,
     "shadow_sample_rate": 1.0,
-    "shadow_max_queue": 256,
+    "shadow_max_queue": 2048,
     "capture_dir": None,
     "capture_max_bytes": 64 * 1024 * 1024,
     "drain_s": 10.0,
