@@ -46,6 +46,9 @@ def import_onnx(model: OnnxModel) -> bentoml.Model:
         "input": card.input,
         "onnx_metadata": _store_safe(card.metadata),
     }
+    # A fact the file does not record (e.g. no "parameters" metadata) is left out: BentoML
+    # metadata takes no None.
+    metadata = {key: value for key, value in metadata.items() if value is not None}
     labels = {"project": "fmnist", "model": name, "format": "onnx"}
     with bentoml.models.create(
         store_name(name), module="onnxruntime", labels=labels, metadata=metadata

@@ -30,7 +30,7 @@ import socket
 import sys
 from pathlib import Path
 
-from service.catalog import CatalogError, models_in_dir, store_name, versions_of
+from service.catalog import STORE_PREFIX, CatalogError, models_in_dir, store_name, versions_of
 from service.versions import (
     ALIASES,
     CANDIDATE,
@@ -62,6 +62,16 @@ def available_versions(model_dir: Path | None, name: str) -> tuple[str, ...]:
     if not versions:
         raise PromoteError(f"{where} holds no version of model {name!r}")
     return versions
+
+
+def model_names(model_dir: Path | None) -> list[str]:
+    """Every model name in the folder, or in the model store (``fmnist-<name>``)."""
+    if model_dir is not None:
+        return list(versions_of(models_in_dir(model_dir)))
+    import bentoml
+
+    tags = {str(m.tag.name) for m in bentoml.models.list()}
+    return sorted(t[len(STORE_PREFIX) :] for t in tags if t.startswith(STORE_PREFIX))
 
 
 def pick_version(wanted: str, versions: tuple[str, ...], name: str) -> str:
@@ -143,9 +153,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _show(path: Path, model_dir: Path | None, table: AliasTable) -> None:
-    names = sorted(
-        set(table) | (set(versions_of(models_in_dir(model_dir))) if model_dir else set())
-    )
+    names = sorted(set(table) | set(model_names(model_dir)))
     print(f"aliases file: {path}")
     for name in names:
         try:

@@ -15,9 +15,17 @@ the variable or the file and what is expected (a traceback only with ``FMNIST_DE
 A worker that still fails to start stops the whole server rather than being restarted
 forever.
 
+Versions (service/versions.py): every served version of a model is loaded side by side, and
+a request names one through the aliases (``baseline`` = its ``production`` version,
+``baseline@candidate``, ``baseline@<version>``). The aliases file is checked at start-up
+like every setting and re-read by each worker when it changes (service/lifecycle.py),
+which is how ``fmnist-promote`` and ``fmnist-rollback`` switch versions in place. A name
+with a candidate has its production answers shadowed to it (service/shadow.py). SIGTERM
+drains before the server stops (service/lifecycle.py).
+
 The public endpoints (docs/api.md) are a mounted FastAPI app (service.http_api).
-Single images go through the model's micro-batcher (service/batching.py); batch requests
-too, so that one model runs one batch at a time per worker.
+Single images go through the version's micro-batcher (service/batching.py); batch requests
+too, so that one version runs one batch at a time per worker.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -396,3 +397,47 @@ def test_sigterm_under_load_cuts_no_request(versions: dict[str, str], tmp_path: 
     assert code == 0
     assert result.cut == 0 and result.non_2xx == 0, result.summary()
     assert result.answered > answered  # it kept answering after SIGTERM, while it drained
+
+
+def test_the_model_store_serves_the_versions_its_aliases_name(
+    versions: dict[str, str], tmp_path: Path
+) -> None:
+    """Two imports of baseline are two store versions; the aliases pick which are served,
+    and fmnist-promote checks a store version before it writes."""
+    home = tmp_path / "home"
+    env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true"}
+    for label in ("trained", "weak"):
+        one = tmp_path / label
+        one.mkdir()
+        (one / "baseline.onnx").write_bytes(
+            (Path(versions["dir"]) / f"baseline-{label}.onnx").read_bytes()
+        )
+        subprocess.run(
+            [sys.executable, "-m", "service.import_models", "--onnx-dir", str(one)],
+            env=env, check=True, capture_output=True, cwd=REPO_ROOT,
+        )  # fmt: skip
+    listed = subprocess.run(
+        [sys.executable, "-m", "service.promote", "--show"],
+        env={**env, "FMNIST_MODEL_DIR": ""}, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    store_versions = re.findall(r"baseline@(\S+)", listed)
+    assert len(store_versions) == 2, listed
+    old, new = sorted(store_versions, key=lambda v: listed.index(v))
+    promote_env = {**env, "FMNIST_MODEL_DIR": ""}
+    for argv in ([f"baseline@{old}"], [f"baseline@{new}", "--alias", "candidate"]):
+        subprocess.run(
+            [sys.executable, "-m", "service.promote", *argv],
+            env=promote_env, check=True, capture_output=True, cwd=REPO_ROOT,
+        )  # fmt: skip
+    assert read_aliases(home / "fmnist-aliases.json") == {
+        "baseline": {"production": old, "candidate": new}
+    }
+    with bentoml_server(
+        {"BENTOML_HOME": str(home), "FMNIST_MODEL_DIR": "", "FMNIST_WORKERS": "1"}
+    ) as url:
+        listing = httpx.get(f"{url}/models").json()
+        assert listing["aliases"] == {"baseline": {"production": old, "candidate": new}}
+        assert [m["version"] for m in listing["models"]] == [old, new]
+        images = make_images(np.arange(10), 5)
+        assert classify(url, images, "baseline@candidate")["version"] == new
+        assert classify(url, images, None)["version"] == old

@@ -52,6 +52,19 @@ def serve_expecting_failure(env: dict[str, str], timeout_s: float = 60) -> tuple
     return done.returncode, ours or done.stderr[-2000:], time.monotonic() - start
 
 
+def import_into_store(path: Path, home: Path) -> None:
+    """``python -m service.import_models`` of one file into the store at ``home``."""
+    folder = home.parent / "import"
+    folder.mkdir(exist_ok=True)
+    shutil.copy2(path, folder / path.name)
+    subprocess.run(
+        [sys.executable, "-m", "service.import_models", "--onnx-dir", str(folder)],
+        env={**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true"},
+        check=True,
+        capture_output=True,
+    )
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("case", "expected"),
@@ -64,6 +77,10 @@ def serve_expecting_failure(env: dict[str, str], timeout_s: float = 60) -> tuple
         ("empty_store", "run `python -m service.import_models --onnx-dir artifacts/onnx` first"),
         ("empty_folder", "holds no exported model"),
         ("unknown_listed", "FMNIST_MODELS lists resnet but"),
+        ("alias_to_missing_version", "baseline@candidate names version ffffffffffff"),
+        ("not_an_aliases_file", "is not an aliases file"),
+        ("two_versions_no_production", "has 2 versions"),
+        ("missing_store_version", "which the BentoML model store does not hold"),
     ],
 )
 def test_a_bad_start_exits_at_once_with_one_line(
@@ -93,6 +110,20 @@ def test_a_bad_start_exits_at_once_with_one_line(
         (folder / "baseline.onnx").unlink()
     elif case == "unknown_listed":
         env["FMNIST_MODELS"] = "baseline,resnet"
+    elif case == "alias_to_missing_version":
+        (folder / "aliases.json").write_text('{"baseline": {"candidate": "ffffffffffff"}}')
+    elif case == "not_an_aliases_file":
+        (folder / "aliases.json").write_text('{"baseline": ["production"]}')
+    elif case == "two_versions_no_production":
+        add_metadata = pytest.importorskip("training.export").add_metadata
+        second = folder / "baseline-2.onnx"
+        shutil.copy2(onnx_models["baseline"], second)
+        add_metadata(second, {"code_revision": "another"})  # another file, another version
+    elif case == "missing_store_version":
+        env["FMNIST_MODEL_DIR"] = ""
+        import_into_store(onnx_models["baseline"], tmp_path / "home")
+        aliases = tmp_path / "home" / "fmnist-aliases.json"
+        aliases.write_text('{"baseline": {"production": "nosuchversion"}}')
     code, line, seconds = serve_expecting_failure(env)
     assert code != 0
     assert expected in line
