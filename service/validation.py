@@ -58,18 +58,6 @@ def parse_bool(name: str, raw: str | None) -> bool:
     )
 
 
-def resolve_model(raw: Any, default: str, served: tuple[str, ...]) -> str:
-    if raw is None or (isinstance(raw, str) and raw.strip() == ""):
-        return default
-    if not isinstance(raw, str) or raw not in served:
-        raise InputError(
-            404,
-            "unknown_model",
-            f"model {raw!r} is not served (expected one of {', '.join(served)})",
-        )
-    return raw
-
-
 def decode_image(data: bytes, invert: bool = False) -> np.ndarray:
     """Any PNG/JPEG/WebP/BMP → uint8 (28, 28): grayscale, padded square, resized.
 

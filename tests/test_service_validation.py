@@ -19,7 +19,6 @@ from service.validation import (
     parse_bool,
     pixels_from_json,
     pixels_from_npy,
-    resolve_model,
 )
 from tests.payloads import npy
 
@@ -155,13 +154,7 @@ def test_pixels_from_npy_rejects(data: bytes, status: int, reason: str) -> None:
     assert reason_of(excinfo) == (status, reason)
 
 
-def test_model_and_bool_options() -> None:
-    served = ("baseline", "deeper")
-    assert resolve_model(None, "deeper", served) == "deeper"
-    assert resolve_model("baseline", "deeper", served) == "baseline"
-    with pytest.raises(InputError) as excinfo:
-        resolve_model("resnet", "baseline", served)
-    assert reason_of(excinfo) == (404, "unknown_model") and "baseline, deeper" in str(excinfo.value)
+def test_bool_options() -> None:
     assert parse_bool("invert", "TRUE") and not parse_bool("invert", None)
     with pytest.raises(InputError):
         parse_bool("invert", "maybe")

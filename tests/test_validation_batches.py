@@ -22,7 +22,6 @@ from service.validation import (
     parse_bool,
     pixels_from_json,
     pixels_from_npy,
-    resolve_model,
 )
 from tests.payloads import npy
 
@@ -74,22 +73,6 @@ def test_parse_bool_refuses_anything_else() -> None:
         400,
         "invalid_option",
         "invert='maybe' is not a boolean (expected true or false)",
-    )
-
-
-@pytest.mark.parametrize("raw", [None, "", "   "])
-def test_resolve_model_defaults(raw: str | None) -> None:
-    assert resolve_model(raw, "deeper", ("baseline", "deeper")) == "deeper"
-
-
-@pytest.mark.parametrize("raw", ["resnet", 3, ["baseline"]])
-def test_resolve_model_refuses_what_is_not_served(raw: object) -> None:
-    with pytest.raises(InputError) as excinfo:
-        resolve_model(raw, "baseline", ("baseline", "deeper"))
-    assert answer(excinfo) == (
-        404,
-        "unknown_model",
-        f"model {raw!r} is not served (expected one of baseline, deeper)",
     )
 
 

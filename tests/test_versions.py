@@ -121,3 +121,22 @@ def test_where_the_aliases_live(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert aliases_path(None, tmp_path) == tmp_path / "aliases.json"
     monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "home"))
     assert aliases_path(None, None) == tmp_path / "home" / "fmnist-aliases.json"
+
+
+@pytest.mark.parametrize("raw", [None, "", "   "])
+def test_no_model_named_is_the_default_models_production(raw: str | None) -> None:
+    one = {"baseline": ("aaaaaaaaaaaa",), "deeper": ("dddddddddddd",)}
+    r = Routing(one, check_aliases({}, one, "t"), "deeper")
+    assert r.resolve(raw) == Target("deeper", "dddddddddddd", "production")
+
+
+@pytest.mark.parametrize("raw", ["resnet", 3, ["baseline"]])
+def test_an_unknown_model_is_a_404_with_one_line(raw: object) -> None:
+    with pytest.raises(InputError) as caught:
+        routing().resolve(raw)
+    assert (caught.value.status, caught.value.reason, caught.value.detail) == (
+        404,
+        "unknown_model",
+        f"model {raw!r} is not served (expected one of baseline, deeper, optionally with "
+        "@production, @candidate or @<version>)",
+    )
