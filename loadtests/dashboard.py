@@ -205,18 +205,47 @@ def _order(key: str) -> tuple[int, float, str]:
         return (2, 0.0, key)
 
 
-def run(onnx_dir: Path, out: Path, seconds: float, data_dir: Path | None) -> int:
+# The panels of shadow traffic, which have data only when a model has a candidate.
+SHADOW_PANELS = ("Shadow agreement with production", "Shadow work: run, dropped, captured")
+
+
+def with_candidate(onnx_dir: Path, candidate: Path, folder: Path) -> Path:
+    """``onnx_dir``'s files plus ``candidate``, named its model's candidate (aliases.json)."""
+    import json
+    import shutil
+
+    from fmnist.contract import file_sha256
+
+    folder.mkdir()
+    for path in onnx_dir.glob("*.onnx"):
+        shutil.copy2(path, folder / path.name)
+    copy = Path(shutil.copy2(candidate, folder / f"candidate-{candidate.name}"))
+    version = file_sha256(copy)[:12]
+    name = candidate.stem  # fmnist-export writes <model name>.onnx
+    production = file_sha256(onnx_dir / candidate.name)[:12]
+    (folder / "aliases.json").write_text(
+        json.dumps({name: {"production": production, "candidate": version}})
+    )
+    return folder
+
+
+def run(
+    onnx_dir: Path, out: Path, seconds: float, data_dir: Path | None, candidate: Path | None
+) -> int:
     from service.launch import bentoml_server
 
     test = load_test_set(data_dir)
     with tempfile.TemporaryDirectory(prefix="fmnist-dashboard-") as tmp:
         home = Path(tmp) / "bentoml"
+        if candidate is not None:
+            onnx_dir = with_candidate(onnx_dir, candidate, Path(tmp) / "models")
         env = {"FMNIST_MODEL_DIR": str(onnx_dir), "FMNIST_WORKERS": "2", "BENTOML_HOME": str(home)}
         home.mkdir()
         with bentoml_server(env, log_path=home / "serve.log") as url:
             import httpx
 
-            models = [m["name"] for m in httpx.get(f"{url}/models").json()["models"]]
+            listing = httpx.get(f"{url}/models").json()["models"]
+            models = list(dict.fromkeys(m["name"] for m in listing))
             with prometheus_server(
                 [url.removeprefix("http://")], [RULES_FILE], Path(tmp) / "prometheus"
             ) as prom:
@@ -231,6 +260,8 @@ def run(onnx_dir: Path, out: Path, seconds: float, data_dir: Path | None) -> int
                     print(f"drift score {r['metric']['model']}: {float(r['value'][1]):.3f}")
                 empty = render(prom, load_dashboard(), start, end, out)
     print(f"wrote {out}")
+    if candidate is None:  # no candidate, no shadow traffic: those panels are empty
+        empty = [title for title in empty if title not in SHADOW_PANELS]
     if empty:
         print(f"error: panels without data: {', '.join(empty)}", file=sys.stderr)
         return 1
@@ -246,11 +277,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("docs/images/dashboard.png"))
     p.add_argument("--duration", type=float, default=120.0, help="seconds of load")
     p.add_argument("--data-dir", type=Path, default=None, help="Fashion-MNIST IDX files")
+    p.add_argument(
+        "--candidate",
+        type=Path,
+        default=None,
+        help="another version of a model in --onnx-dir, with the same file name there "
+        "(e.g. a 1-epoch baseline.onnx), shadowed as its candidate (else the shadow panels "
+        "stay empty)",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request otherwise
     try:
-        return run(args.onnx_dir, args.out, args.duration, args.data_dir)
+        return run(args.onnx_dir, args.out, args.duration, args.data_dir, args.candidate)
     except (DatasetError, PrometheusError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
