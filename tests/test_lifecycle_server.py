@@ -373,6 +373,7 @@ def test_sigterm_under_load_cuts_no_request(versions: dict[str, str], tmp_path: 
         "FMNIST_MODEL_DIR": versions["dir"],
         "FMNIST_WORKERS": "2",
         "FMNIST_DRAIN_S": "3",
+        "FMNIST_DRAIN_QUIET_S": "2",
         "BENTOML_HOME": str(tmp_path),
         "BENTOML_DO_NOT_TRACK": "true",
     }
@@ -389,8 +390,19 @@ def test_sigterm_under_load_cuts_no_request(versions: dict[str, str], tmp_path: 
                 time.sleep(2)
                 answered = load.result.answered
                 proc.send_signal(signal.SIGTERM)  # to the server's main process, as Kubernetes
+                time.sleep(0.5)
+                # Draining: not ready any more, and every answer closes its connection.
+                ready = httpx.get(f"{url}/readyz", timeout=10)
+                answer = httpx.post(
+                    f"{url}/classify_npy",
+                    content=npy_body(make_images(np.arange(2), 1)),
+                    headers={"content-type": "application/x-npy"},
+                    timeout=10,
+                )
                 code = proc.wait(timeout=60)
             result = load.result
+            assert ready.status_code == 503
+            assert answer.status_code == 200 and answer.headers["connection"] == "close"
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
