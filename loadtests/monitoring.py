@@ -1,7 +1,7 @@
 """A real Prometheus beside the service, and the dashboard's queries as Grafana sends them.
 
 Used by tests/test_prometheus_integration.py (every panel returns data, the drift rule moves)
-and scripts/render_dashboard.py (docs/images/dashboard.png)::
+and loadtests/dashboard.py (``make dashboard-png``: docs/images/dashboard.png)::
 
     with prometheus_server([service_url], [Path("deploy/monitoring/rules.yaml")], tmp) as prom:
         prom.query('fmnist:predicted_class_tvd:rate30m')
@@ -87,9 +87,6 @@ class Prometheus:
 
     def alerts(self) -> list[dict[str, Any]]:
         return list(self._get("/api/v1/alerts", {})["alerts"])
-
-    def targets_up(self) -> int:
-        return len(self.query(f'up{{job="{JOB}"}} == 1'))
 
     def wait_for(self, expr: str, timeout_s: float = 30.0) -> list[dict[str, Any]]:
         """Poll until ``expr`` returns something (e.g. the first scrape); the result."""

@@ -203,6 +203,30 @@ async def read_form(request: Request, limit: int, file_field: str) -> tuple[byte
     return form.files[file_field], form.fields
 
 
+# How /classify and /classify_npy name their raw bodies in a 415's detail.
+RAW_IMAGE = f"a raw image body ({', '.join(IMAGE_TYPES)})"
+RAW_NPY = f"a raw .npy body ({', '.join(NPY_TYPES)})"
+
+
+async def read_upload(
+    request: Request, limit: int, file_field: str, raw_types: frozenset[str], raw_what: str
+) -> tuple[bytes, dict[str, str]]:
+    """The uploaded file's bytes and the form's text fields: a multipart form with
+    ``file_field``, or the raw body when its content type is one of ``raw_types`` (no
+    fields); any other content type is a 415 that names both."""
+    kind = media_type(request)
+    if kind == "multipart/form-data":
+        return await read_form(request, limit, file_field)
+    if kind in raw_types:
+        return await read_body(request, limit), {}
+    raise InputError(
+        415,
+        "wrong_content_type",
+        f"content type is {kind or 'none'}; expected multipart/form-data with a file field "
+        f"{file_field!r}, or {raw_what}",
+    )
+
+
 def _option(fields: dict[str, str], request: Request, name: str) -> str | None:
     """A form field, else the query parameter of that name."""
     if name in fields:
@@ -240,19 +264,9 @@ def batch_answer(target: Target, probabilities: np.ndarray) -> dict[str, Any]:
 async def classify(request: Request, backend: Backend) -> dict[str, Any]:
     """One image: a multipart form (`image`, `model`, `invert`) or a raw image body
     (`Content-Type: image/png|jpeg|webp|bmp`, `model` and `invert` as query parameters)."""
-    limit = backend.settings.max_body_bytes
-    kind = media_type(request)
-    if kind == "multipart/form-data":
-        data, fields = await read_form(request, limit, "image")
-    elif kind in RAW_IMAGE_TYPES:
-        data, fields = await read_body(request, limit), {}
-    else:
-        raise InputError(
-            415,
-            "wrong_content_type",
-            f"content type is {kind or 'none'}; expected multipart/form-data with a file field "
-            f"'image', or a raw image body ({', '.join(IMAGE_TYPES)})",
-        )
+    data, fields = await read_upload(
+        request, backend.settings.max_body_bytes, "image", RAW_IMAGE_TYPES, RAW_IMAGE
+    )
     model = backend.resolve(_option(fields, request, "model"))
     invert = parse_bool("invert", _option(fields, request, "invert"))
     if len(data) <= INLINE_DECODE_BYTES:
@@ -285,21 +299,12 @@ async def classify_npy(request: Request, backend: Backend) -> dict[str, Any]:
     """A batch of images as a .npy of uint8 [N, 28, 28]: a multipart form (`array`, `model`)
     or the raw body (`Content-Type: application/x-npy`, `model` as a query parameter)."""
     settings = backend.settings
-    kind = media_type(request)
-    if kind == "multipart/form-data":
-        data, fields = await read_form(request, settings.max_body_bytes, "array")
-    elif kind in NPY_TYPES:
-        data, fields = await read_body(request, settings.max_body_bytes), {}
-        if not data:
-            raise InputError(
-                400, "empty_body", "the request body is empty; expected the bytes of a .npy file"
-            )
-    else:
+    data, fields = await read_upload(
+        request, settings.max_body_bytes, "array", frozenset(NPY_TYPES), RAW_NPY
+    )
+    if not data and media_type(request) in NPY_TYPES:  # a form's empty file: pixels_from_npy
         raise InputError(
-            415,
-            "wrong_content_type",
-            f"content type is {kind or 'none'}; expected multipart/form-data with a file field "
-            f"'array', or a raw .npy body ({', '.join(NPY_TYPES)})",
+            400, "empty_body", "the request body is empty; expected the bytes of a .npy file"
         )
     model = backend.resolve(_option(fields, request, "model"))
     pixels = pixels_from_npy(data, settings.max_batch_size)

@@ -6,9 +6,10 @@
 Imports every exported model in ``--onnx-dir`` (each ``*.onnx`` that carries the project's
 metadata, as ``fmnist-<name>`` under the name it records), or only ``--models``. Every
 file is checked with onnxruntime first and nothing is imported unless all of them pass:
-a bad file ends the command with exit code 2 and one line. The service (without
-FMNIST_MODEL_DIR) and ``bentoml build`` take the latest version of each ``fmnist-<name>``
-in the store (``$BENTOML_HOME``).
+a bad file ends the command with exit code 2 and one line. Each import is a new version of
+``fmnist-<name>``; the service (without FMNIST_MODEL_DIR) and ``bentoml build`` take the
+versions the aliases name (service/versions.py), and the latest of a name whose
+``production`` is not named, from the store in ``$BENTOML_HOME``.
 """
 
 from __future__ import annotations

@@ -77,12 +77,16 @@ def read_metadata(path: Path) -> dict[str, str]:
 
 
 def read_opset(path: Path) -> int | None:
-    """The default-domain opset version of an ONNX model file, or None if absent."""
-    for number, wire, value in _fields(Path(path).read_bytes()):
-        if number != _OPSET_IMPORT_FIELD or wire != 2:
-            continue
-        assert isinstance(value, bytes)
-        sub = {n: v for n, _, v in _fields(value)}
-        if sub.get(1, b"") in (b"", b"ai.onnx") and isinstance(sub.get(2), int):
-            return int(sub[2])
+    """The default-domain opset version of an ONNX model file, or None if absent.
+
+    Raises NotAnOnnxFile when the file is not a well-formed protobuf message."""
+    try:
+        for number, wire, value in _fields(Path(path).read_bytes()):
+            if number != _OPSET_IMPORT_FIELD or wire != 2 or not isinstance(value, bytes):
+                continue
+            sub = {n: v for n, _, v in _fields(value)}
+            if sub.get(1, b"") in (b"", b"ai.onnx") and isinstance(sub.get(2), int):
+                return int(sub[2])
+    except (ValueError, IndexError) as exc:
+        raise NotAnOnnxFile(f"{path} is not a valid ONNX file ({exc})") from None
     return None

@@ -88,11 +88,11 @@ STARTUP_ERRORS = (SettingsError, CatalogError, ModelFileError, ProviderError, Al
 PREDICTION_PATHS = ("/classify", "/classify_batch", "/classify_npy", "/v2/models")
 
 
-def _fail(message: str, debug: bool) -> NoReturn:
-    """One line on stderr and exit 2 (the traceback too with FMNIST_DEBUG=1)."""
+def _fail(exc: Exception, debug: bool) -> NoReturn:
+    """One line on stderr and exit 2 (the traceback instead with FMNIST_DEBUG=1)."""
     if debug:
-        raise
-    print(f"fmnist-service: error: {message}", file=sys.stderr, flush=True)
+        raise exc
+    print(f"fmnist-service: error: {exc}", file=sys.stderr, flush=True)
     raise SystemExit(2)
 
 
@@ -139,7 +139,7 @@ def _startup() -> Startup:
                 if reference_of(model.card.metadata, str(path)) is None:
                     warnings.append(missing_reference_warning(source.name, str(path)))
     except STARTUP_ERRORS as exc:
-        _fail(str(exc), debug)
+        _fail(exc, debug)
     # Only a start that goes on warns: a failed one says its one line and nothing else.
     for warning in warnings:
         print(f"fmnist-service: warning: {warning}", file=sys.stderr, flush=True)

@@ -25,13 +25,13 @@ the protocol's ``{"error": message}`` with the project's status codes (400, 404,
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
 from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -213,7 +213,7 @@ def infer_answer(model: str, version: str, call: InferCall, probabilities: np.nd
         return JSONAnswer(answer)
     data = np.ascontiguousarray(probabilities, dtype="<f4").tobytes()
     output["parameters"] = {"binary_data_size": len(data)}
-    header = json.dumps(answer, separators=(",", ":")).encode()
+    header = orjson.dumps(answer)  # compact, as every other answer (service/endpoints.py)
     return Response(
         header + data,
         media_type="application/octet-stream",

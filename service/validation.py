@@ -255,10 +255,6 @@ def _first_odd_value(raw: Any) -> tuple[bool, Any]:
     return False, None
 
 
-def _first_non_number(raw: Any) -> Any:
-    return _first_odd_value(raw)[1]
-
-
 NPY_EXPECTED = "expected np.save of uint8 [N, 28, 28]"
 
 

@@ -1,6 +1,13 @@
 """Per-worker process set-up: a listening socket of its own, connections that do not stay
 forever, and a garbage collector tuned for a server.
 
+**What it is for, and where it does nothing.** The socket and connection balancing below
+spread connections over the workers of *one* server process tree (``FMNIST_WORKERS`` ≥ 2
+on one host: a VM, a bare machine, ``docker run`` with several cores). The Kubernetes
+manifests run one worker per pod and let the Service spread connections over pods, so
+there none of it switches on (one worker: nothing to balance). Keep it for the
+several-workers case; do not copy it where one worker serves.
+
 **Both workers busy.** ``bentoml serve`` binds one listening socket and hands it to every
 worker (``--fd N``). Each worker's event loop accepts in a loop until the queue is empty,
 so a client that opens its keep-alive connections at once (wrk, a proxy, an ingress) can

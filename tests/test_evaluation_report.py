@@ -24,7 +24,7 @@ from evaluation.document import (
 from evaluation.metrics import compare_every_pair, compare_models, model_metrics, serving_skew
 from evaluation.report import ReportError, earlier_report, write_atomically, write_report
 from evaluation.run import DatasetInfo, Evaluation, ModelResult
-from evaluation.sections.paired_test import verdict
+from evaluation.sections.paired import verdict
 
 PNG_1PX = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 import training.export as export_mod
+import training.recipe as recipe_mod
 from fmnist import contract
 from fmnist.contract import file_sha256
 from fmnist.dataset import CLASS_NAMES, DatasetError, Split
@@ -499,7 +500,7 @@ def test_cli_reports_registry_dataset_and_parity_errors(
         raise RegistryError("tiny: no architecture")
 
     with monkeypatch.context() as m:
-        m.setattr(export_mod, "check_registry", broken_registry)
+        m.setattr(recipe_mod, "check_registry", broken_registry)
         assert main([]) == 2
     assert capsys.readouterr().err == "error: tiny: no architecture\n"
 

@@ -202,15 +202,20 @@ def test_import_models_imports_every_model_present_and_the_service_references_th
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("broken", ["cut short", "graph only"])
 def test_import_models_checks_every_file_before_importing_any(
-    onnx_models: dict[str, Path], tmp_path: Path
+    onnx_models: dict[str, Path], tmp_path: Path, broken: str
 ) -> None:
     env = {**os.environ, "BENTOML_HOME": str(tmp_path / "home"), "BENTOML_DO_NOT_TRACK": "true"}
     folder = tmp_path / "onnx"
     copy_as(onnx_models["baseline"], folder, "baseline.onnx")
-    # deeper's file with its graph cut short: the metadata is gone, the bytes are garbage.
-    data = onnx_models["deeper"].read_bytes()
-    (folder / "deeper.onnx").write_bytes(data[: len(data) // 2])
+    data = bytearray(onnx_models["deeper"].read_bytes())
+    if broken == "cut short":  # the metadata is gone, the bytes are garbage
+        data = data[: len(data) // 2]
+    else:  # the metadata reads (deeper is listed), the graph does not load: only onnxruntime
+        at = data.find(b"Conv")  # sees it, after baseline was already checked
+        data[at : at + 4] = b"Vnoc"
+    (folder / "deeper.onnx").write_bytes(bytes(data))
     done = subprocess.run(
         [sys.executable, "-m", "service.import_models", "--onnx-dir", str(folder)],
         cwd=REPO_ROOT,

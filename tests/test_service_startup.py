@@ -328,3 +328,37 @@ def test_a_full_queue_answers_503_at_once_and_the_service_recovers(
         if s.name == "fmnist_shed_requests_total" and s.labels.get("model") == "deeper"
     )
     assert shed_total == len(shed)
+
+
+@pytest.mark.slow
+def test_a_worker_that_cannot_load_its_models_stops_the_whole_server(
+    onnx_models: dict[str, Path], tmp_path: Path
+) -> None:
+    """The start-up checks pass (the server's main process loads every file), then every
+    worker fails to load them: the server ends within seconds with the worker's one line,
+    instead of the process manager restarting the workers forever."""
+    inject = tmp_path / "inject"
+    inject.mkdir()
+    # Fault injection in the worker processes only (bentoml starts them with --worker-id).
+    (inject / "sitecustomize.py").write_text(
+        "import sys\n"
+        "if '--worker-id' in sys.argv:\n"
+        "    import onnxruntime\n"
+        "    def broken(*args, **kwargs):\n"
+        "        raise RuntimeError('injected: no session in this worker')\n"
+        "    onnxruntime.InferenceSession = broken\n"
+    )
+    folder = tmp_path / "onnx"
+    folder.mkdir()
+    shutil.copy2(onnx_models["baseline"], folder / "baseline.onnx")
+    env = {
+        "FMNIST_MODEL_DIR": str(folder),
+        "FMNIST_WORKERS": "2",
+        "BENTOML_HOME": str(tmp_path / "home"),
+        "PYTHONPATH": str(inject),
+    }
+    code, lines, seconds = serve_expecting_failure(env, timeout_s=90)
+    assert "injected: no session in this worker" in lines, lines
+    errors = [line for line in lines.splitlines() if line.startswith("fmnist-service: error:")]
+    assert 1 <= len(errors) <= 2, lines  # one per worker at most: nothing was restarted
+    assert seconds < 60

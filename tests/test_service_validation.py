@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.onnx_file import read_opset
+from service.onnx_file import NotAnOnnxFile, read_opset
 from service.settings import SettingsError, load_settings
 from service.validation import (
     InputError,
@@ -192,8 +192,12 @@ def test_settings_from_env() -> None:
     assert "\n" not in message  # one line, every bad variable named
 
 
-def test_read_opset(onnx_models: dict[str, Path]) -> None:
+def test_read_opset(onnx_models: dict[str, Path], tmp_path: Path) -> None:
     assert read_opset(onnx_models["baseline"]) == 18
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(onnx_models["baseline"].read_bytes()[:-7])  # cut inside a field
+    with pytest.raises(NotAnOnnxFile, match="broken.onnx is not a valid ONNX file"):
+        read_opset(broken)
 
 
 def test_service_imports_without_torch(onnx_models: dict[str, Path]) -> None:

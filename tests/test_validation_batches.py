@@ -15,7 +15,7 @@ from PIL import UnidentifiedImageError
 
 from service.validation import (
     InputError,
-    _first_non_number,
+    _first_odd_value,
     check_batch,
     describe,
     load_json,
@@ -249,13 +249,13 @@ def test_ragged_json_names_the_problem() -> None:
     ],
 )
 def test_first_non_number(raw: list[object], first: object) -> None:
-    assert _first_non_number(raw) == first
+    assert _first_odd_value(raw) == (True, first)
 
 
 def test_first_non_number_finds_nan_and_nothing_in_numbers() -> None:
-    found = _first_non_number([[1, 2], [float("nan"), "a"]])
-    assert isinstance(found, float) and math.isnan(found)
-    assert _first_non_number([[0, 1.5], [255]]) is None
+    odd, found = _first_odd_value([[1, 2], [float("nan"), "a"]])
+    assert odd and isinstance(found, float) and math.isnan(found)
+    assert _first_odd_value([[0, 1.5], [255]]) == (False, None)
 
 
 # --- .npy ------------------------------------------------------------------------------

@@ -55,7 +55,7 @@ from fmnist.dataset import CLASS_NAMES, DatasetError, load_test_set
 from fmnist.registry import model_names
 from training.data import add_dataset_arguments
 from training.models import build_model, count_parameters
-from training.recipe import RegistryError, check_registry
+from training.recipe import registry_failure
 
 log = logging.getLogger(__name__)
 
@@ -259,11 +259,8 @@ def export_run(run_folder: Path, onnx_path: Path, images: np.ndarray) -> dict[st
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        check_registry()
-    except RegistryError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    if (failed := registry_failure()) is not None:
+        return failed
     p = argparse.ArgumentParser(
         description="Export trained runs to ONNX with a parity check.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,

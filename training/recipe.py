@@ -11,6 +11,7 @@ temperature scaling fitted on the validation split after training.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict, dataclass
 
 import torch
@@ -75,6 +76,17 @@ def recipe_for(model: str) -> Recipe:
             f"model {model!r} names recipe {spec.recipe!r}, which training.recipe.RECIPES "
             f"lacks; recipes: {', '.join(RECIPES)}"
         ) from None
+
+
+def registry_failure() -> int | None:
+    """For a training CLI's ``main``: None when the registry is whole, else 2 after one line
+    on stderr that lists what is missing (:func:`check_registry`)."""
+    try:
+        check_registry()
+    except RegistryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return None
 
 
 def check_registry() -> None:

@@ -36,7 +36,7 @@ from fmnist.registry import get_spec, model_names, study_models
 from fmnist.study import SUMMARY_TABLE as STUDY
 from training.data import add_dataset_arguments, scale_pixels
 from training.models import build_model, conv_layers
-from training.recipe import RegistryError, check_registry
+from training.recipe import registry_failure
 
 log = logging.getLogger(__name__)
 
@@ -309,11 +309,8 @@ def write_report(
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        check_registry()
-    except RegistryError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    if (failed := registry_failure()) is not None:
+        return failed
     p = argparse.ArgumentParser(
         description="Figures and summary table from training runs.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,

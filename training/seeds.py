@@ -21,7 +21,7 @@ from fmnist.contract import ARTIFACTS_DIR, RESULTS_DIR
 from fmnist.dataset import DatasetError
 from fmnist.registry import beyond_study, model_names
 from training.data import add_dataset_arguments, load_datasets
-from training.recipe import RegistryError, check_registry
+from training.recipe import registry_failure
 from training.train import TrainConfig, train_model
 
 KEYS = (
@@ -66,11 +66,8 @@ def seed_table(model: str, rows: dict[int, dict[str, float]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        check_registry()
-    except RegistryError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    if (failed := registry_failure()) is not None:
+        return failed
     p = argparse.ArgumentParser(
         description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )

@@ -34,13 +34,12 @@ from training.models import build_model, channels_last_on_cpu, count_parameters
 from training.recipe import (
     STUDY,
     Recipe,
-    RegistryError,
     augment_batch,
-    check_registry,
     fit_temperature,
     make_optimizer,
     make_scheduler,
     recipe_for,
+    registry_failure,
 )
 
 log = logging.getLogger(__name__)
@@ -447,11 +446,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        check_registry()
-    except RegistryError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    if (failed := registry_failure()) is not None:
+        return failed
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     if args.threads:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from evaluation.document import Section
 from evaluation.run import Evaluation
-from evaluation.sections import calibration, paired_test, per_class
+from evaluation.sections import calibration, paired, per_class
 
 TITLE = "Comparison of the models"
 
@@ -16,7 +16,7 @@ def section(ev: Evaluation, figures: dict[str, str]) -> Section:
         TITLE,
         [f"The evaluated models ({names}) on the same test images."],
         [
-            paired_test.section(ev),
+            paired.section(ev),
             per_class.section(ev, figures),
             calibration.section(ev, figures),
         ],
