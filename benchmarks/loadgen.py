@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from prometheus_client.parser import text_string_to_metric_families
-from prometheus_client.samples import Sample
+
+from fmnist.prometheus import metric_samples, metric_totals
 
 WRK_SCRIPT = """
 wrk.method = "POST"
@@ -261,14 +261,6 @@ def scrape(url: str) -> str | None:
         return None
 
 
-def metric_samples(text: str) -> list[Sample]:
-    """Every sample in Prometheus text (prometheus-client's parser); none if it is not."""
-    try:
-        return [s for family in text_string_to_metric_families(text) for s in family.samples]
-    except ValueError:
-        return []
-
-
 def parse_worker_counts(text: str) -> dict[str, float] | None:
     """Requests per worker from Prometheus text: the first ``*_total`` counter with a
     ``worker`` label (one with "request" in its name preferred), summed over other labels."""
@@ -291,13 +283,8 @@ def worker_requests(url: str) -> dict[str, float] | None:
 def histogram_totals(url: str, name: str, **labels: str) -> tuple[float, float] | None:
     """(sum, count) of histogram ``name`` in ``url``/metrics, over the series whose labels
     include ``labels``; None when the server has no such histogram or cannot be read."""
-    totals = {f"{name}_sum": 0.0, f"{name}_count": 0.0}
-    found = False
-    for sample in metric_samples(scrape(url) or ""):
-        if sample.name in totals and labels.items() <= sample.labels.items():
-            totals[sample.name] += sample.value
-            found = True
-    return (totals[f"{name}_sum"], totals[f"{name}_count"]) if found else None
+    totals = metric_totals(scrape(url) or "", (f"{name}_sum", f"{name}_count"), **labels)
+    return (totals.get(f"{name}_sum", 0.0), totals.get(f"{name}_count", 0.0)) if totals else None
 
 
 @dataclass

@@ -36,13 +36,13 @@ from loadgen import (  # noqa: E402 (benchmarks/ is not a package)
     Request,
     free_port,
     histogram_totals,
-    metric_samples,
     process_server,
     run_wrk,
     scrape,
 )
 
 from fmnist.contract import file_sha256  # noqa: E402
+from fmnist.prometheus import metric_total  # noqa: E402
 
 SETTINGS = {"off": "0", "full": "1", "tenth": "0.1"}
 GOALS = {"full": 0.45, "tenth": 0.90}
@@ -56,8 +56,7 @@ def png() -> bytes:
 
 
 def counter(url: str, name: str) -> float:
-    text = scrape(url) or ""
-    return sum(s.value for s in metric_samples(text) if s.name == name)
+    return metric_total(scrape(url) or "", name)
 
 
 def point(folder: Path, rate: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:

@@ -29,13 +29,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-from prometheus_client.parser import text_string_to_metric_families
 
 from evaluation.metrics import ModelMetrics, compare_models
+from fmnist.prometheus import metric_total
 
 PROMOTE, REJECT, UNDECIDED = "promote", "reject", "undecided"
 EXIT_CODES = {PROMOTE: 0, REJECT: 1, UNDECIDED: 2}
-SHADOW_METRIC = "fmnist_shadow_predictions"  # the counter's name without _total
+SHADOW_METRIC = "fmnist_shadow_predictions_total"
 
 
 @dataclass(frozen=True)
@@ -97,20 +97,13 @@ class GateDecision:
 
 def shadow_agreement(metrics_text: str, model: str, candidate: str) -> ShadowAgreement:
     """The shadow agreement counters of ``model``'s ``candidate`` in a /metrics answer."""
-    counts = {"agree": 0.0, "disagree": 0.0}
-    for family in text_string_to_metric_families(metrics_text):
-        if family.name != SHADOW_METRIC:
-            continue
-        for sample in family.samples:
-            labels = sample.labels
-            if (
-                sample.name.endswith("_total")
-                and labels.get("model") == model
-                and labels.get("candidate") == candidate
-                and labels.get("agreement") in counts
-            ):
-                counts[labels["agreement"]] += sample.value
-    return ShadowAgreement(candidate, int(counts["agree"]), int(counts["disagree"]))
+    agree, disagree = (
+        int(
+            metric_total(metrics_text, SHADOW_METRIC, model=model, candidate=candidate, agreement=a)
+        )
+        for a in ("agree", "disagree")
+    )
+    return ShadowAgreement(candidate, agree, disagree)
 
 
 def _pct(x: float) -> str:

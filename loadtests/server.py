@@ -8,12 +8,13 @@ listens on, so it also works for a server started by hand.
 from __future__ import annotations
 
 import logging
-import re
 import urllib.error
 import urllib.request
 from urllib.parse import urlparse
 
 import psutil
+
+from fmnist.prometheus import metric_totals
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,6 @@ SERVER_SERIES = (
     "fmnist_inference_seconds_sum",
     "fmnist_inference_seconds_count",
 )
-_SAMPLE = re.compile(r"^([a-zA-Z_:][\w:]*)(\{[^}]*\})?\s+(\S+)")
 
 
 def http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:
@@ -87,15 +87,8 @@ def rss_bytes(processes: list[psutil.Process]) -> dict[int, int]:
 
 def scrape_totals(text: str, names: tuple[str, ...]) -> dict[str, float]:
     """Sum each named sample over all its labels in Prometheus text (e.g. ``_sum``/``_count``)."""
-    totals = dict.fromkeys(names, 0.0)
-    for line in text.splitlines():
-        match = _SAMPLE.match(line)
-        if match and match.group(1) in totals:
-            try:
-                totals[match.group(1)] += float(match.group(3))
-            except ValueError:
-                continue
-    return totals
+    totals = metric_totals(text, names)
+    return {name: totals.get(name, 0.0) for name in names}
 
 
 def scrape(url: str) -> str:

@@ -23,10 +23,10 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from fmnist.contract import file_sha256
 from fmnist.dataset import CLASS_NAMES
+from fmnist.prometheus import metric_total
 from loadtests.rollout import KeepAliveLoad
 from service.launch import REPO_ROOT, bentoml_server, free_port, wait_ready
 from service.promote import main as promote
@@ -107,13 +107,7 @@ def server(versions: dict[str, str], home: Path) -> Iterator[str]:
 
 def samples(url: str, name: str, **labels: str) -> float:
     """The sum of a metric's samples whose labels include ``labels``, over all workers."""
-    text = httpx.get(f"{url}/metrics", timeout=10).text
-    return sum(
-        s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
-    )
+    return metric_total(httpx.get(f"{url}/metrics", timeout=10).text, name, **labels)
 
 
 def npy_body(images: np.ndarray) -> bytes:

@@ -19,9 +19,9 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
-from prometheus_client.parser import text_string_to_metric_families
 
 from fmnist.contract import file_sha256
+from fmnist.prometheus import metric_total
 from service.catalog import CatalogError, models_in_dir
 from service.launch import REPO_ROOT, bentoml_server
 from service.settings import SettingsError, load_settings
@@ -94,15 +94,6 @@ def png(image: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, format="PNG")
     return buf.getvalue()
-
-
-def metric_total(text: str, name: str, **labels: str) -> float:
-    return sum(
-        s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
-    )
 
 
 @pytest.mark.slow

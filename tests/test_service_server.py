@@ -18,10 +18,10 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from fmnist.contract import file_sha256
 from fmnist.dataset import CLASS_NAMES as FASHION_CLASSES
+from fmnist.prometheus import metric_samples, metric_total
 from service.launch import REPO_ROOT, bentoml_server
 from tests.payloads import GOOD_IMAGE, ONE, bad_inputs, encode, npy
 
@@ -239,21 +239,11 @@ def test_readme_curl_examples_run_as_written(server: str, tmp_path: Path) -> Non
     assert (tmp_path / "batch.npy").is_file()
 
 
-def scrape(client: httpx.Client) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    text = client.get("/metrics").text
-    samples = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return samples
+def scrape(client: httpx.Client) -> str:
+    return client.get("/metrics").text
 
 
-def total(samples: dict, name: str, **labels: str) -> float:
-    return sum(
-        v
-        for (n, lab), v in samples.items()
-        if n == name and all(dict(lab).get(k) == val for k, val in labels.items())
-    )
+total = metric_total  # of one scrape's text
 
 
 def test_metrics_after_known_requests(client: httpx.Client, onnx_models: dict[str, Path]) -> None:
@@ -304,16 +294,13 @@ def test_metrics_after_known_requests(client: httpx.Client, onnx_models: dict[st
     assert delta("fmnist_rejected_requests_total", reason="unknown_model") == 1
     assert delta("fmnist_predictions_total", model="baseline") == 0
     # One info series per model (value 1 even with two workers), labelled with the file hash.
+    samples = metric_samples(after)
     for name in ("baseline", "deeper"):
-        info = {
-            lab: v
-            for (n, lab), v in after.items()
-            if n == "fmnist_model_info" and dict(lab)["model"] == name
-        }
-        assert list(info.values()) == [1.0]
-        assert dict(next(iter(info)))["sha256"] == file_sha256(onnx_models[name])
+        info = [s for s in samples if s.name == "fmnist_model_info" and s.labels["model"] == name]
+        assert [s.value for s in info] == [1.0]
+        assert info[0].labels["sha256"] == file_sha256(onnx_models[name])
     # BentoML's own request metrics are there too.
-    assert any(n.startswith("bentoml_") for n, _ in after)
+    assert any(s.name.startswith("bentoml_") for s in samples)
 
 
 def run(cmd: list[str], env: dict[str, str]) -> str:

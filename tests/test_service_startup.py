@@ -22,6 +22,7 @@ import pytest
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
+from fmnist.prometheus import metric_total
 from service.launch import REPO_ROOT, bentoml_server, free_port
 
 SERVICE = "service.service:FashionMNISTService"
@@ -321,12 +322,7 @@ def test_a_full_queue_answers_503_at_once_and_the_service_recovers(
         after = httpx.post(url + "/classify_batch", json={"pixels": big[:1]}, timeout=30)
         assert after.status_code == 200 and time.monotonic() - start < 5
         metrics = httpx.get(url + "/metrics", timeout=30).text
-    shed_total = sum(
-        s.value
-        for family in text_string_to_metric_families(metrics)
-        for s in family.samples
-        if s.name == "fmnist_shed_requests_total" and s.labels.get("model") == "deeper"
-    )
+    shed_total = metric_total(metrics, "fmnist_shed_requests_total", model="deeper")
     assert shed_total == len(shed)
 
 
