@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fmnist.markdown import markdown_table
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from evaluation.client import ServiceClient  # noqa: E402
 from fmnist.dataset import load_test_set  # noqa: E402
@@ -67,17 +69,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", type=Path, default=None)
     args = p.parse_args(argv)
     images = load_test_set(args.data_dir).images
-    rows = ["| model | batch | concurrency | seconds | images/s |", "|---|---:|---:|---:|---:|"]
+    rows: list[list[object]] = []
     with service(args.url, args.onnx_dir, args.workers) as url:
         for model in args.models:
             for batch in args.batch_sizes:
                 for conc in args.concurrency:
                     s = asyncio.run(best_time(url, images, model, batch, conc, args.repeats))
                     ips = len(images) / s
-                    rows.append(f"| {model} | {batch} | {conc} | {s:.2f} | {ips:,.0f} |")
-                    print(rows[-1], file=sys.stderr, flush=True)
+                    rows.append([model, batch, conc, f"{s:.2f}", f"{ips:,.0f}"])
+                    print(*rows[-1], sep="\t", file=sys.stderr, flush=True)  # progress
     print(f"{len(images):,} test images, {os.cpu_count()} CPUs, load: {os.getloadavg()[0]:.1f}\n")
-    print("\n".join(rows))
+    print(markdown_table(["model", "batch", "concurrency", "seconds", "images/s"], rows, "lrrrr"))
     return 0
 
 

@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from fmnist.markdown import markdown_table
+
 BATCH = 64
 
 
@@ -73,23 +75,32 @@ def ratios(b: Any, reference: float) -> str:
 def report(b: Any, meta: dict[str, Any]) -> str:
     a, pts = b.args, b.points
     out = ["```", *meta["header"], "```", ""]
-    out += [
-        "| server | request | conns | req/s | p50 ms | p90 ms | p99 ms | non-2xx / sock err "
-        "| server CPU ms/req | cores busy | busiest worker | × KServe | × reference "
-        "| wrk / other cores |",
-        "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---|---:|---:|---|",
-    ]
+    rows = []
     for p in pts:
         ks, ref = rate_of(pts, "KServe", p["conns"]), rate_of(pts, "BentoML reference", p["conns"])
         is_svc = p["server"] == "service"
-        out.append(
-            f"| {p['server']} | {p['request']} | {p['conns']} | {p['rps']:,.0f} | {p['p50']:.1f} "
-            f"| {p['p90']:.1f} | {p['p99']:.1f} | {p['non2xx']} / {p['socket_errors']} "
-            f"| {p['cpu_ms_per_req']:.2f} | {p['cores_busy']:.2f} | {share(p)} "
-            f"| {fmt(p['rps'] / ks if is_svc and ks else None, '.2f', '×')} "
-            f"| {fmt(p['rps'] / ref if is_svc and ref else None, '.2f', '×')} "
-            f"| {p['client_cores']:.2f} / {p['other_cores']:.2f} |"
+        rows.append(
+            [
+                p["server"],
+                p["request"],
+                p["conns"],
+                f"{p['rps']:,.0f}",
+                f"{p['p50']:.1f}",
+                f"{p['p90']:.1f}",
+                f"{p['p99']:.1f}",
+                f"{p['non2xx']} / {p['socket_errors']}",
+                f"{p['cpu_ms_per_req']:.2f}",
+                f"{p['cores_busy']:.2f}",
+                share(p),
+                fmt(p["rps"] / ks if is_svc and ks else None, ".2f", "×"),
+                fmt(p["rps"] / ref if is_svc and ref else None, ".2f", "×"),
+                f"{p['client_cores']:.2f} / {p['other_cores']:.2f}",
+            ]
         )
+    header = ["server", "request", "conns", "req/s", "p50 ms", "p90 ms", "p99 ms"]
+    header += ["non-2xx / sock err", "server CPU ms/req", "cores busy", "busiest worker"]
+    header += ["× KServe", "× reference", "wrk / other cores"]
+    out.append(markdown_table(header, rows, align="llrrrrrlrrlrrl"))
     if b.fixed:
         out += [
             "",
@@ -103,48 +114,65 @@ def report(b: Any, meta: dict[str, Any]) -> str:
             "has at most one request in flight, so *got* falls short of *offered* when the "
             "server cannot keep up:",
             "",
-            "| server | request | arrivals | offered req/s | got req/s | p50 ms | p90 ms | p99 ms "
-            "| non-2xx / errors | server CPU ms/req | cores busy | client cores |",
-            "|---|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|",
         ]
-        for f in b.fixed:
-            out.append(
-                f"| {f['server']} | {f['request']} | {f.get('arrivals', 'in step (hey)')} "
-                f"| {f['offered_rps']:,.0f} "
-                f"| {fmt(f.get('rps'))} | {fmt(f.get('p50'), '.1f')} "
-                f"| {fmt(f.get('p90'), '.1f')} | {fmt(f.get('p99'), '.1f')} "
-                f"| {f['non2xx']} / {f['socket_errors']} "
-                f"| {f['cpu_ms_per_req']:.2f} | {f['cores_busy']:.2f} "
-                f"| {f['client_cores']:.2f} |"
-            )
+        header = ["server", "request", "arrivals", "offered req/s", "got req/s", "p50 ms"]
+        header += ["p90 ms", "p99 ms", "non-2xx / errors", "server CPU ms/req", "cores busy"]
+        header += ["client cores"]
+        rows = [
+            [
+                f["server"],
+                f["request"],
+                f.get("arrivals", "in step (hey)"),
+                f"{f['offered_rps']:,.0f}",
+                fmt(f.get("rps")),
+                fmt(f.get("p50"), ".1f"),
+                fmt(f.get("p90"), ".1f"),
+                fmt(f.get("p99"), ".1f"),
+                f"{f['non2xx']} / {f['socket_errors']}",
+                f"{f['cpu_ms_per_req']:.2f}",
+                f"{f['cores_busy']:.2f}",
+                f"{f['client_cores']:.2f}",
+            ]
+            for f in b.fixed
+        ]
+        out.append(markdown_table(header, rows, align="lllrrrrrlrrr"))
     bt, ip = b.extra.get("batch"), b.extra.get("inproc")
     if bt and ip:
         out += [
             "",
             f"Batch endpoint, {BATCH} images per request ({b.extra['batch_source']}):",
             "",
-            "| what | images/s | batch endpoint / this |",
-            "|---|---:|---:|",
-            *(
-                f"| {BATCH_PATHS[how]}, {how}, {a.batch_connections} connections (server CPU "
-                f"{p['cpu_ms_per_req'] / BATCH:.3f} ms/image{model_call(p)}, "
-                f"{p['cores_busy']:.2f} cores, {p['non2xx']} non-2xx) "
-                f"| {p['images_per_s']:,.0f} | — |"
-                for how, p in batch_points(b)
-            ),
-            *(
-                f"| in-process onnxruntime, {a.workers} processes × 1 thread, just before and "
-                f"after the {how} point | {around(p):,.0f} "
-                f"({' and '.join(f'{x:,.0f}' for x in p['inproc_around'])}; "
-                f"{1e3 * BATCH * a.workers / around(p):.2f} ms per call of {BATCH}) "
-                f"| {p['images_per_s'] / around(p):.0%} |"
-                for how, p in batch_points(b)
-                if p.get("inproc_around")
-            ),
-            f"| in-process onnxruntime, 1 session × 1 thread | {ip[1]:,.0f} | {ratios(b, ip[1])} |",
-            f"| in-process onnxruntime, {a.workers} processes × 1 thread (as the service) "
-            f"| {ip[a.workers]:,.0f} | {ratios(b, ip[a.workers])} |",
         ]
+        rows = [
+            [
+                f"{BATCH_PATHS[how]}, {how}, {a.batch_connections} connections (server CPU "
+                f"{p['cpu_ms_per_req'] / BATCH:.3f} ms/image{model_call(p)}, "
+                f"{p['cores_busy']:.2f} cores, {p['non2xx']} non-2xx)",
+                f"{p['images_per_s']:,.0f}",
+                "—",
+            ]
+            for how, p in batch_points(b)
+        ]
+        rows += [
+            [
+                f"in-process onnxruntime, {a.workers} processes × 1 thread, just before and "
+                f"after the {how} point",
+                f"{around(p):,.0f} ({' and '.join(f'{x:,.0f}' for x in p['inproc_around'])}; "
+                f"{1e3 * BATCH * a.workers / around(p):.2f} ms per call of {BATCH})",
+                f"{p['images_per_s'] / around(p):.0%}",
+            ]
+            for how, p in batch_points(b)
+            if p.get("inproc_around")
+        ]
+        rows += [
+            ["in-process onnxruntime, 1 session × 1 thread", f"{ip[1]:,.0f}", ratios(b, ip[1])],
+            [
+                f"in-process onnxruntime, {a.workers} processes × 1 thread (as the service)",
+                f"{ip[a.workers]:,.0f}",
+                ratios(b, ip[a.workers]),
+            ],
+        ]
+        out.append(markdown_table(["what", "images/s", "batch endpoint / this"], rows, "lrr"))
     rec = b.extra.get("recovery")
     if rec:
         bu = rec["burst"]
@@ -155,16 +183,16 @@ def report(b: Any, meta: dict[str, Any]) -> str:
             f"{a.burst:g} s → {bu['rps']:,.0f} req/s, p99 {bu['p99']:.0f} ms, "
             f"{bu['non2xx']} non-2xx):",
             "",
-            "| when | median ms | max ms | non-200 | × before |",
-            "|---|---:|---:|---:|---:|",
         ]
         base = rec["before"]["median_ms"]
-        for k, v in rec.items():
-            if k != "burst":
-                out.append(
-                    f"| {k} | {v['median_ms']:.1f} | {v['max_ms']:.1f} | {v['non200']} "
-                    f"| {v['median_ms'] / base:.1f}× |"
-                )
+        rows = [
+            [k, f"{v['median_ms']:.1f}", f"{v['max_ms']:.1f}", v["non200"]]
+            + [f"{v['median_ms'] / base:.1f}×"]
+            for k, v in rec.items()
+            if k != "burst"
+        ]
+        header = ["when", "median ms", "max ms", "non-200", "× before"]
+        out.append(markdown_table(header, rows, "lrrrr"))
     out += ["", *goals(b)]
     others = [p["other_cores"] for p in pts + b.fixed]
     if others and max(others) > 0.25:
@@ -250,11 +278,10 @@ def goals(b: Any) -> list[str]:
                 )
             )
     verdict = {True: "met", False: "**not met**", None: "—"}
-    return [
-        "| goal (issue 11) | this run | |",
-        "|---|---:|---|",
-        *(f"| {g} | {v} | {verdict[ok]} |" for g, v, ok in rows),
-    ]
+    table = markdown_table(
+        ["goal (issue 11)", "this run", ""], [[g, v, verdict[ok]] for g, v, ok in rows], "lrl"
+    )
+    return table.splitlines()
 
 
 def _short(path: Path) -> str:

@@ -13,6 +13,7 @@ table says where the speed comes from; "project" is exactly what ``fmnist-train`
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Callable
 from functools import partial
@@ -25,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 from fmnist.dataset import DatasetError, load_raw
+from fmnist.markdown import markdown_table
 from fmnist.registry import model_names, study_models
 from training.data import scale_pixels
 from training.models import build_model, channels_last_on_cpu
@@ -112,8 +114,7 @@ def main(argv: list[str] | None = None) -> None:
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {source}, "
         f"{args.batches} batches of 64 per variant\n"
     )
-    print("| model | variant | images/s | × plain |")
-    print("|---|---|---:|---:|")
+    rows: list[list[object]] = []
     for name in args.models:
         cl = channels_last_on_cpu(name)
         variants: list[tuple[str, Callable[[], float]]] = [
@@ -158,7 +159,9 @@ def main(argv: list[str] | None = None) -> None:
         for label, fn in variants:
             rate = fn()
             plain = plain or rate
-            print(f"| {name} | {label} | {rate:,.0f} | {rate / plain:.2f}× |", flush=True)
+            rows.append([name, label, f"{rate:,.0f}", f"{rate / plain:.2f}×"])
+            print(*rows[-1], sep="\t", file=sys.stderr, flush=True)  # progress
+    print(markdown_table(["model", "variant", "images/s", "× plain"], rows, "llrr"))
 
 
 if __name__ == "__main__":

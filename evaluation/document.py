@@ -22,6 +22,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fmnist.markdown import markdown_table
+
 CONTENTS = "contents"  # the anchor of the table of contents
 
 
@@ -98,17 +100,11 @@ def anchors(doc: Document) -> dict[int, str]:
 # -- Markdown -------------------------------------------------------------------------
 
 
-def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
 def _md_blocks(blocks: list[Block]) -> list[str]:
     out: list[str] = []
     for block in blocks:
         if isinstance(block, Table):
-            out.append("| " + " | ".join(_md_cell(h) for h in block.header) + " |")
-            out.append("|" + "|".join("---" for _ in block.header) + "|")
-            out += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in block.rows]
+            out.append(markdown_table(block.header, block.rows))
             if block.caption:
                 out += ["", f"*{block.caption}*"]
         elif isinstance(block, Bullets):

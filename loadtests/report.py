@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fmnist.markdown import markdown_table as table
 from loadtests.thresholds import AGGREGATED, SINGLE_NAME
 
 if TYPE_CHECKING:
@@ -34,26 +35,37 @@ def images_per_second(run: dict[str, Any]) -> float:
 
 def markdown_table(summary: dict[str, Any]) -> str:
     """One line per user count: client-side figures, then the server's own."""
-    lines = [
-        "| users | requests/s | images/s (server) | /classify p50 / p95 / p99 ms "
-        "| all requests p99 ms | error rate | mean batch (server) | mean inference ms (server) |",
-        "|---:|---:|---:|---|---:|---:|---:|---:|",
-    ]
+    rows = []
     for run in summary["runs"]:
-        rows, server = run["rows"], run["server"]
-        total = rows[AGGREGATED]
-        single = rows.get(
+        rows_of, server = run["rows"], run["server"]
+        total = rows_of[AGGREGATED]
+        single = rows_of.get(
             SINGLE_NAME, {"p50": float("nan"), "p95": float("nan"), "p99": float("nan")}
         )
-        images_per_s = images_per_second(run)
         error_rate = total["failures"] / total["requests"] if total["requests"] else 0.0
-        lines.append(
-            f"| {run['users']} | {total['rps']:.1f} | {images_per_s:.0f} | "
-            f"{_ms(single['p50'])} / {_ms(single['p95'])} / {_ms(single['p99'])} | "
-            f"{_ms(total['p99'])} | {error_rate:.2%} | {server['mean_batch']:.1f} | "
-            f"{server['mean_inference_ms']:.2f} |"
+        rows.append(
+            [
+                run["users"],
+                f"{total['rps']:.1f}",
+                f"{images_per_second(run):.0f}",
+                f"{_ms(single['p50'])} / {_ms(single['p95'])} / {_ms(single['p99'])}",
+                _ms(total["p99"]),
+                f"{error_rate:.2%}",
+                f"{server['mean_batch']:.1f}",
+                f"{server['mean_inference_ms']:.2f}",
+            ]
         )
-    return "\n".join(lines) + "\n"
+    header = [
+        "users",
+        "requests/s",
+        "images/s (server)",
+        "/classify p50 / p95 / p99 ms",
+        "all requests p99 ms",
+        "error rate",
+        "mean batch (server)",
+        "mean inference ms (server)",
+    ]
+    return table(header, rows, align="rrrlrrrr") + "\n"
 
 
 def users_label(users: int) -> str:

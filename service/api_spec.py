@@ -19,6 +19,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from fmnist.markdown import markdown_table
 from service.schemas import IMAGE_TYPES, NPY_TYPES, REQUEST_MODELS, ErrorBody, V2Error
 
 TITLE = "Fashion-MNIST classifier"
@@ -186,17 +187,18 @@ def _probe_paths() -> dict[str, Any]:
 
 
 def describe_models(listing: dict[str, Any]) -> str:
-    lines = [
-        "Classifies Fashion-MNIST images (28x28 grayscale garments, 10 classes) with the "
-        "exported CNNs below (ONNX, onnxruntime). The contract is docs/api.md.",
-        "",
-        "| model | sha256 |",
-        "|---|---|",
+    rows = [
+        [
+            m["name"] + (" (default)" if m["name"] == listing.get("default") else ""),
+            f"`{m['sha256']}`",
+        ]
+        for m in listing.get("models", [])
     ]
-    for m in listing.get("models", []):
-        default = " (default)" if m["name"] == listing.get("default") else ""
-        lines.append(f"| {m['name']}{default} | `{m['sha256']}` |")
-    return "\n".join(lines)
+    return (
+        "Classifies Fashion-MNIST images (28x28 grayscale garments, 10 classes) with the "
+        "exported CNNs below (ONNX, onnxruntime). The contract is docs/api.md.\n\n"
+        + markdown_table(["model", "sha256"], rows)
+    )
 
 
 def spec_version(listing: dict[str, Any]) -> str:

@@ -32,6 +32,7 @@ from torch import nn
 
 from fmnist.contract import ARTIFACTS_DIR, RESULTS_DIR
 from fmnist.dataset import CLASS_NAMES, NUM_CLASSES, DatasetError, load_test_set
+from fmnist.markdown import markdown_table
 from fmnist.registry import get_spec, model_names, study_models
 from fmnist.study import SUMMARY_TABLE as STUDY
 from training.data import add_dataset_arguments, scale_pixels
@@ -243,28 +244,48 @@ def feature_maps_figure(
 
 def summary_table(summaries: dict[str, dict[str, Any]]) -> str:
     """The study's table, ours and theirs row by row, plus what the study did not report."""
-    lines = [
-        "| model | run | parameters | best val acc (epoch) | final val acc | final train acc "
-        "| test acc (exported weights) | test acc, best-val weights | training time |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    header = [
+        "model",
+        "run",
+        "parameters",
+        "best val acc (epoch)",
+        "final val acc",
+        "final train acc",
+        "test acc (exported weights)",
+        "test acc, best-val weights",
+        "training time",
     ]
+    rows = []
     for name, s in summaries.items():
-        lines.append(
-            f"| {name} | this project | {s['parameters']:,} | {100 * s['best_val_acc']:.2f} % "
-            f"({s['best_epoch']}) | {100 * s['final_val_acc']:.2f} % "
-            f"| {100 * s['final_train_acc']:.2f} % | **{100 * s['test_acc']:.2f} %** "
-            f"({s.get('exported_weights', 'final')}) "
-            f"| {100 * s['test_acc_best_val_weights']:.2f} % "
-            f"| {s['train_seconds'] / 60:.1f} min ({s['device']}) |"
+        rows.append(
+            [
+                name,
+                "this project",
+                f"{s['parameters']:,}",
+                f"{100 * s['best_val_acc']:.2f} % ({s['best_epoch']})",
+                f"{100 * s['final_val_acc']:.2f} %",
+                f"{100 * s['final_train_acc']:.2f} %",
+                f"**{100 * s['test_acc']:.2f} %** ({s.get('exported_weights', 'final')})",
+                f"{100 * s['test_acc_best_val_weights']:.2f} %",
+                f"{s['train_seconds'] / 60:.1f} min ({s['device']})",
+            ]
         )
         if name in STUDY:
             t = STUDY[name]
-            lines.append(
-                f"| {name} | study | {s['parameters']:,} | {100 * t['best_val_acc']:.2f} % "
-                f"({t['best_epoch']}) | {100 * t['final_val_acc']:.2f} % "
-                f"| {100 * t['final_train_acc']:.2f} % | {100 * t['test_acc']:.2f} % | — | — |"
+            rows.append(
+                [
+                    name,
+                    "study",
+                    f"{s['parameters']:,}",
+                    f"{100 * t['best_val_acc']:.2f} % ({t['best_epoch']})",
+                    f"{100 * t['final_val_acc']:.2f} %",
+                    f"{100 * t['final_train_acc']:.2f} %",
+                    f"{100 * t['test_acc']:.2f} %",
+                    "—",
+                    "—",
+                ]
             )
-    return "\n".join(lines) + "\n"
+    return markdown_table(header, rows, align="llrrrrrrr") + "\n"
 
 
 def write_report(

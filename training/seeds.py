@@ -19,6 +19,7 @@ from typing import Any
 
 from fmnist.contract import ARTIFACTS_DIR, RESULTS_DIR
 from fmnist.dataset import DatasetError
+from fmnist.markdown import markdown_table
 from fmnist.registry import beyond_study, model_names
 from training.data import add_dataset_arguments, load_datasets
 from training.recipe import registry_failure
@@ -50,19 +51,21 @@ def flatten(summary: dict[str, Any]) -> dict[str, float]:
 
 def seed_table(model: str, rows: dict[int, dict[str, float]]) -> str:
     seeds = sorted(rows)
-    head = "| | " + " | ".join(f"seed {s}" for s in seeds) + " | mean ± std |"
-    lines = [
-        f"### `{model}` over {len(seeds)} seeds",
-        "",
-        head,
-        "|---|" + "---:|" * (len(seeds) + 1),
-    ]
+    lines = []
     for key, label, scale, unit in KEYS:
         values = [rows[s][key] * scale for s in seeds]
         std = statistics.stdev(values) if len(values) > 1 else 0.0
-        cells = " | ".join(f"{v:.2f}{unit}" for v in values)
-        lines.append(f"| {label} | {cells} | {statistics.mean(values):.2f} ± {std:.2f}{unit} |")
-    return "\n".join(lines) + "\n"
+        lines.append(
+            [
+                label,
+                *(f"{v:.2f}{unit}" for v in values),
+                f"{statistics.mean(values):.2f} ± {std:.2f}{unit}",
+            ]
+        )
+    table = markdown_table(
+        ["", *(f"seed {s}" for s in seeds), "mean ± std"], lines, "l" + "r" * (len(seeds) + 1)
+    )
+    return f"### `{model}` over {len(seeds)} seeds\n\n{table}\n"
 
 
 def main(argv: list[str] | None = None) -> int:
