@@ -143,13 +143,10 @@ MUTANTS = [
 # The tests that pin each module's facts (the rest of [tool.mutmut]'s selection would only
 # cost time); a module not named here is run against the whole selection.
 PINNED_BY = {
-    "service/settings.py": ["tests/test_mutation_settings.py", "tests/test_service_validation.py"],
-    "service/metrics.py": ["tests/test_mutation_service_metrics.py"],
-    "evaluation/metrics.py": [
-        "tests/test_evaluation_metrics.py",
-        "tests/test_mutation_evaluation_metrics.py",
-    ],
-    "training/export.py": ["tests/test_mutation_export.py"],
+    "service/settings.py": ["tests/test_service_settings.py", "tests/test_service_validation.py"],
+    "service/metrics.py": ["tests/test_service_metrics.py"],
+    "evaluation/metrics.py": ["tests/test_evaluation_metrics.py"],
+    "training/export.py": ["tests/test_export.py"],
 }
 
 
