@@ -110,10 +110,6 @@ def _pct(x: float) -> str:
     return f"{x * 100:.2f} %"
 
 
-def undecided(model: str, reason: str, rule: GateRule = GateRule()) -> GateDecision:
-    return GateDecision(model, "", "", UNDECIDED, reason, [], rule)
-
-
 def decide(
     model: str,
     versions: tuple[str, str],
@@ -126,26 +122,20 @@ def decide(
 ) -> GateDecision:
     """Apply the rule to production's and the candidate's answers on the same images."""
     production, candidate = versions
+
+    def verdict(outcome: str, reason: str, checks: list[Check]) -> GateDecision:
+        return GateDecision(model, production, candidate, outcome, reason, checks, rule)
+
     if production == candidate:
-        return GateDecision(
-            model,
-            production,
-            candidate,
+        return verdict(
             UNDECIDED,
             f"{model} has no candidate other than its production version {production}",
             [],
-            rule,
         )
     n = len(labels)
     if n < rule.min_images:
-        return GateDecision(
-            model,
-            production,
-            candidate,
-            UNDECIDED,
-            f"{n} labelled images, fewer than the {rule.min_images} the rule needs",
-            [],
-            rule,
+        return verdict(
+            UNDECIDED, f"{n} labelled images, fewer than the {rule.min_images} the rule needs", []
         )
     m_p, m_c = metrics
     # accuracy(candidate) − accuracy(production): a two-sided (1 − 2α) interval's low end
@@ -213,14 +203,7 @@ def decide(
         )
     failed = [c for c in checks if c.passed is False]
     if failed:
-        reason = "; ".join(f"{c.name} failed ({c.candidate})" for c in failed)
-        return GateDecision(model, production, candidate, REJECT, reason, checks, rule)
-    return GateDecision(
-        model,
-        production,
-        candidate,
-        PROMOTE,
-        "every check passed",
-        checks,
-        rule,
-    )
+        return verdict(
+            REJECT, "; ".join(f"{c.name} failed ({c.candidate})" for c in failed), checks
+        )
+    return verdict(PROMOTE, "every check passed", checks)

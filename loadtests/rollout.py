@@ -103,6 +103,9 @@ class KeepAliveLoad:
         self._threads = [threading.Thread(target=self._client, daemon=True) for _ in range(clients)]
 
     def __enter__(self) -> KeepAliveLoad:
+        return self.start()
+
+    def start(self) -> KeepAliveLoad:
         for t in self._threads:
             t.start()
         return self
@@ -221,7 +224,7 @@ def check(model_dir: Path, name: str, production: str, candidate: str, seconds: 
                 if client == "hey":
                     load = pool.submit(hey_load, url, f"/classify?model={name}", body, seconds, 16)
                 else:
-                    clients = KeepAliveLoad(url, 8, f"/classify?model={name}").__enter__()
+                    clients = KeepAliveLoad(url, 8, f"/classify?model={name}").start()
                 time.sleep(third)
                 subprocess.run([*promote, f"{name}@{candidate}"], env=cli_env, check=True)
                 time.sleep(third)

@@ -27,7 +27,6 @@ requests in flight.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -158,7 +157,7 @@ class Drain:
         # new clients' SYNs are then dropped (they retry in a second, and find the socket
         # gone: refused), so the queue empties; the check and the shutdown run in one step
         # of the event loop, which is what accepts.
-        self._stop_listening_if_idle(backlog=0)
+        self._listening_socket(lambda sock: sock.listen(0))
         # A handshake the full queue dropped completes when its client retransmits (TCP's
         # minimum retransmission timeout is 200 ms): wait for those before the check.
         await asyncio.sleep(self.HANDSHAKE_S)
@@ -177,26 +176,31 @@ class Drain:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.kill(os.getpid(), sig)
 
-    def _stop_listening_if_idle(self, force: bool = False, backlog: int | None = None) -> bool:
+    def _stop_listening_if_idle(self, force: bool = False) -> bool:
         """``shutdown`` the listening socket (it stops listening for every process that
-        holds it: new clients are refused) when its accept queue is empty, or ``force``;
-        with ``backlog``, only set the socket's backlog."""
-        if self.listening_fd is None:
+        holds it: new clients are refused) when its accept queue is empty, or ``force``."""
+
+        def stop(sock: socket.socket) -> bool:
+            if not force and accept_queue(sock) > 0:
+                return False
+            sock.shutdown(socket.SHUT_RD)
             return True
+
+        return self._listening_socket(stop, default=True)
+
+    def _listening_socket(self, act: Callable[[socket.socket], Any], default: Any = None) -> Any:
+        """``act`` on a duplicate of the worker's listening socket; ``default`` when there is
+        none or the socket refuses (an OSError: it is already closed)."""
+        if self.listening_fd is None:
+            return default
         try:
             sock = socket.socket(fileno=os.dup(self.listening_fd))
         except OSError:
-            return True
+            return default
         try:
-            if backlog is not None:
-                with contextlib.suppress(OSError):
-                    sock.listen(backlog)
-                return False
-            if not force and accept_queue(sock) > 0:
-                return False
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RD)
-            return True
+            return act(sock)
+        except OSError:
+            return default
         finally:
             sock.close()
 

@@ -26,7 +26,7 @@ import os
 import re
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -168,10 +168,10 @@ class Routing:
     aliases: dict[str, dict[str, str]]  # name -> alias -> version (production always there)
     default: str  # the name a request that names none gets
     generation: int = 0  # how many times the aliases were applied in this worker
-    names: tuple[str, ...] = field(init=False)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "names", tuple(self.versions))
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.versions)
 
     def resolve(self, raw: object) -> Target:
         """A request's ``model`` value → its target; anything not served is a 404."""
