@@ -35,6 +35,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,6 +130,8 @@ def _startup() -> Startup:
         default = settings.choose_default(tuple(versions), where)
         routing = Routing(versions, check_aliases(table, versions, str(aliases_file)), default)
         providers = choose_providers(settings.ort_provider)
+        if settings.capture_dir is not None:
+            check_writable(settings.capture_dir)
         warnings = []
         if not _is_worker():
             # bentoml serve / build, before any worker: load every file once, so that a
@@ -144,6 +147,19 @@ def _startup() -> Startup:
     for warning in warnings:
         print(f"fmnist-service: warning: {warning}", file=sys.stderr, flush=True)
     return Startup(settings, sources, providers, aliases_file, routing)
+
+
+def check_writable(folder: Path) -> None:
+    """FMNIST_CAPTURE_DIR must be a folder the service can write (made if missing)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise SettingsError(
+            f"FMNIST_CAPTURE_DIR={folder} cannot be written ({exc.strerror or exc}); expected "
+            "a folder the service may create files in (or unset it: no capture)"
+        ) from None
 
 
 def _path_of(source: ModelSource) -> Path:
@@ -236,7 +252,10 @@ class FashionMNISTService:
             self._stop_server(str(exc))
         self.routing = STARTUP.routing
         self._publish_routing({}, self.routing)
-        self.shadow = self._shadow()
+        try:
+            self.shadow = self._shadow()
+        except OSError as exc:  # the capture folder, writable at start-up, is no longer
+            self._stop_server(f"FMNIST_CAPTURE_DIR cannot be used ({exc})")
         self._watcher = AliasWatcher(
             STARTUP.aliases_file,
             SETTINGS.aliases_poll_s,

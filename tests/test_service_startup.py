@@ -82,6 +82,7 @@ def import_into_store(path: Path, home: Path) -> None:
         ("not_an_aliases_file", "is not an aliases file"),
         ("two_versions_no_production", "has 2 versions"),
         ("missing_store_version", "which the BentoML model store does not hold"),
+        ("capture_dir_not_writable", "FMNIST_CAPTURE_DIR="),
     ],
 )
 def test_a_bad_start_exits_at_once_with_one_line(
@@ -120,6 +121,9 @@ def test_a_bad_start_exits_at_once_with_one_line(
         second = folder / "baseline-2.onnx"
         shutil.copy2(onnx_models["baseline"], second)
         add_metadata(second, {"code_revision": "another"})  # another file, another version
+    elif case == "capture_dir_not_writable":
+        (tmp_path / "a-file").write_text("not a folder")
+        env["FMNIST_CAPTURE_DIR"] = str(tmp_path / "a-file" / "capture")
     elif case == "missing_store_version":
         env["FMNIST_MODEL_DIR"] = ""
         import_into_store(onnx_models["baseline"], tmp_path / "home")
