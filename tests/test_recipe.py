@@ -90,7 +90,10 @@ def test_temperature_scaling_lowers_nll_of_an_overconfident_model() -> None:
 
 def test_short_improved_run(synthetic_data_dir: Path, tmp_path: Path) -> None:
     data = load_datasets(synthetic_data_dir, seed=0, verify=False)
-    cfg = TrainConfig.for_model("improved", epochs=4, batch_size=32, patience=1)
+    # Early stopping and the best-validation export, as the first improved recipe used them.
+    cfg = TrainConfig.for_model(
+        "improved", epochs=4, batch_size=32, patience=1, export_weights="best"
+    )
     summary = train_model(cfg, data, tmp_path)
     history = json.loads((tmp_path / "runs/improved/history.json").read_text())
     assert history[-1]["train_loss"] < history[0]["train_loss"]

@@ -37,10 +37,11 @@ def test_short_run_lowers_the_loss(model: str, data: Datasets, tmp_path: Path) -
         assert (tmp_path / "runs" / model / name).exists()
 
 
+@pytest.mark.parametrize("model", ["baseline", "improved"])  # improved: the weight average too
 def test_resume_after_interruption_matches_uninterrupted_run(
-    data: Datasets, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    model: str, data: Datasets, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cfg = TrainConfig.for_model("baseline", epochs=3, batch_size=32, seed=3)
+    cfg = TrainConfig.for_model(model, epochs=3, batch_size=32, seed=3)
     straight = train_model(cfg, data, tmp_path / "straight")
 
     real_epoch = train_mod.train_one_epoch
@@ -53,20 +54,47 @@ def test_resume_after_interruption_matches_uninterrupted_run(
     monkeypatch.setattr(train_mod, "train_one_epoch", crash_in_epoch_3)
     with pytest.raises(KeyboardInterrupt):
         train_model(cfg, data, tmp_path / "resumed")
-    ckpt = torch.load(tmp_path / "resumed/runs/baseline/checkpoint.pt", weights_only=True)
+    ckpt = torch.load(tmp_path / f"resumed/runs/{model}/checkpoint.pt", weights_only=True)
     assert len(ckpt["history"]) == 2  # epochs 1 and 2 were kept
     monkeypatch.setattr(train_mod, "train_one_epoch", real_epoch)
     resumed = train_model(cfg, data, tmp_path / "resumed")
 
     def without_time(run: str) -> list[dict[str, float]]:
-        rows = json.loads((tmp_path / run / "runs/baseline/history.json").read_text())
+        rows = json.loads((tmp_path / run / f"runs/{model}/history.json").read_text())
         return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
 
     assert without_time("resumed") == without_time("straight")
     assert resumed["test_acc"] == straight["test_acc"]
-    a = torch.load(tmp_path / "straight/runs/baseline/final.pt", weights_only=True)
-    b = torch.load(tmp_path / "resumed/runs/baseline/final.pt", weights_only=True)
+    a = torch.load(tmp_path / f"straight/runs/{model}/final.pt", weights_only=True)
+    b = torch.load(tmp_path / f"resumed/runs/{model}/final.pt", weights_only=True)
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_weight_average_recipe_validates_keeps_and_exports_the_average(
+    data: Datasets, tmp_path: Path
+) -> None:
+    cfg = TrainConfig.for_model("improved", epochs=2, batch_size=32, seed=5)
+    assert cfg.recipe.ema_decay is not None
+    summary = train_model(cfg, data, tmp_path)
+    folder = tmp_path / "runs/improved"
+    ckpt = torch.load(folder / "checkpoint.pt", weights_only=True)
+    final = torch.load(folder / "final.pt", weights_only=True)
+    average = {k.removeprefix("module."): v for k, v in ckpt["ema"].items() if k != "n_averaged"}
+    assert set(final) == set(average)
+    assert all(torch.equal(final[k], average[k]) for k in final)  # the export is the average
+    raw = ckpt["model"]
+    assert any(not torch.equal(final[k], raw[k]) for k in final if final[k].is_floating_point())
+    history = json.loads((folder / "history.json").read_text())
+    # The raw weights are validated once, at the end; the history's val_acc is the average's.
+    assert history[0]["val_acc_raw"] is None and history[-1]["val_acc_raw"] is not None
+    assert summary["final_val_acc"] == history[-1]["val_acc"] == summary["exported_val_acc"]
+
+
+def test_without_score_test_the_test_split_is_not_scored(data: Datasets, tmp_path: Path) -> None:
+    cfg = TrainConfig.for_model("baseline", epochs=1, limit_batches=2)
+    summary = train_model(cfg, data, tmp_path, score_test=False)
+    assert not [k for k in summary if k.startswith("test_")]
+    assert set(summary["calibration"]) == {"val_before", "val_after"}
 
 
 def test_resume_refuses_a_different_config(data: Datasets, tmp_path: Path) -> None:
@@ -96,3 +124,23 @@ def test_cli_quick_mode(synthetic_data_dir: Path, tmp_path: Path) -> None:
     assert code == 0
     summary = json.loads((tmp_path / "runs/deeper/summary.json").read_text())
     assert summary["parameters"] == 1_701_130 and summary["epochs"] == 1
+
+
+def test_ablation_table_and_no_test_scores(synthetic_data_dir: Path, tmp_path: Path) -> None:
+    from training.ablation import main as ablation_main
+
+    results = tmp_path / "results"
+    args = ["--data-dir", str(synthetic_data_dir), "--skip-checksums", "--epochs", "2"]
+    args += ["--limit-batches", "3", "--out", str(tmp_path / "a"), "--results", str(results)]
+    args += ["--full-run", str(tmp_path / "none"), "--variants", "recipe", "less-erasing"]
+    assert ablation_main(args) == 0
+    table = (results / "ablation_improved.md").read_text()
+    rows = json.loads((results / "ablation_improved.json").read_text())
+    assert [r["variant"] for r in rows["variants"]] == ["recipe", "less-erasing"]
+    assert rows["variants"][1]["recipe"]["erase_p"] == 0.25
+    assert rows["variants"][0]["recipe"]["erase_p"] == 0.5
+    # Weight averaging is read from the recipe run's raw weights, not trained again.
+    assert rows["raw_val_acc"] is not None and "| no-averaging |" in table
+    for variant in ("recipe", "less-erasing"):
+        summary = json.loads((tmp_path / "a" / variant / "runs/improved/summary.json").read_text())
+        assert "test_acc" not in summary  # the ablation never scores the test set

@@ -12,7 +12,7 @@ temperature scaling fitted on the validation split after training.
 from __future__ import annotations
 
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 from torch import nn
@@ -31,20 +31,34 @@ class Recipe:
     schedule: str = "constant"  # constant | onecycle
     label_smoothing: float = 0.0
     augment: bool = False  # random crop (pad 2), horizontal flip, random erasing
+    erase_p: float = 0.25  # share of augmented images with one rectangle erased
     patience: int | None = None  # early stopping: epochs without a better val accuracy
     export_weights: str = "final"  # final | best (best validation accuracy)
+    # Exponential moving average of the weights (and BatchNorm statistics), updated after
+    # every step; when set, validation, the best/final weights and the export use the
+    # average, and each epoch also records the raw weights' validation accuracy.
+    ema_decay: float | None = None
     temperature_scaling: bool = False  # fit T on validation, fold it into the export
     # bfloat16 autocast for the training forward pass (weights stay float32; evaluation
     # and export are float32). 2× on a CPU with AVX512-BF16, measured for ``improved``.
     bf16_autocast: bool = False
 
     def as_dict(self) -> dict[str, object]:
-        return asdict(self)
+        """The recipe as recorded with a run (summary, checkpoint, ONNX metadata): a part the
+        recipe does not use is left out, so adding a part leaves the records of the recipes
+        without it, and the study's exported files, exactly as they were."""
+        fields = asdict(self)
+        if not self.augment:
+            del fields["erase_p"]
+        if self.ema_decay is None:
+            del fields["ema_decay"]
+        return fields
 
 
 STUDY = Recipe()
-# Chosen on the validation split only (the test set is never looked at for a choice).
-IMPROVED = Recipe(
+# The first improved recipe (94.11 ± 0.19 % over three seeds); kept as the ablation's
+# starting point (training.ablation).
+IMPROVED_V1 = Recipe(
     epochs=20,
     batch_size=128,
     lr=3e-3,
@@ -57,6 +71,17 @@ IMPROVED = Recipe(
     export_weights="best",
     temperature_scaling=True,
     bf16_autocast=True,
+)
+# The improved recipe: every part chosen on the validation split only (the test set is
+# never looked at for a choice); docs/results/ablation_improved.md says what each buys.
+IMPROVED = replace(
+    IMPROVED_V1,
+    epochs=60,
+    label_smoothing=0.0,
+    erase_p=0.5,
+    patience=None,
+    ema_decay=0.999,
+    export_weights="final",
 )
 # Recipe name (``ModelSpec.recipe``) → recipe.
 RECIPES: dict[str, Recipe] = {"study": STUDY, "improved": IMPROVED}

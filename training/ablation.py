@@ -1,0 +1,197 @@
+"""What each part of the improved recipe buys, measured on the validation split only.
+
+    python -m training.ablation                      # make ablation: every variant, 20 epochs
+    python -m training.ablation --variants recipe no-erasing --epochs 2 --limit-batches 5
+
+Each variant is the registered ``improved`` recipe with one part taken back to what the
+first improved recipe (``training.recipe.IMPROVED_V1``) did, trained on one seed's split
+with a shorter schedule than the recipe's, so that the whole table costs about as much as
+one full run. The test set is never scored here (``train_model(score_test=False)``): every
+choice this table informs is made on validation accuracy. Weight averaging needs no run of
+its own: it does not change training, so the raw weights of the ``recipe`` run *are* the
+run without it (``val_acc_raw``). Finished variants are reused, so the command can be
+stopped and run again. Writes ``RESULTS/ablation_improved.md`` and ``.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from fmnist.contract import ARTIFACTS_DIR, RESULTS_DIR
+from fmnist.dataset import DatasetError
+from fmnist.markdown import markdown_table
+from training.data import add_dataset_arguments, load_datasets
+from training.recipe import IMPROVED, IMPROVED_V1, Recipe, registry_failure
+from training.train import TrainConfig, train_model
+
+MODEL = "improved"
+ABLATION_EPOCHS = 20
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    what: str
+    changes: dict[str, Any]
+
+
+# Each takes one part of today's recipe back to the first improved recipe's choice.
+VARIANTS: tuple[Variant, ...] = (
+    Variant("recipe", "the recipe as registered (shorter schedule)", {}),
+    Variant(
+        "less-erasing",
+        f"random erasing in {IMPROVED_V1.erase_p:.0%} of images, not {IMPROVED.erase_p:.0%}",
+        {"erase_p": IMPROVED_V1.erase_p},
+    ),
+    Variant(
+        "label-smoothing",
+        f"label smoothing {IMPROVED_V1.label_smoothing}, not {IMPROVED.label_smoothing}",
+        {"label_smoothing": IMPROVED_V1.label_smoothing},
+    ),
+    Variant("first-recipe", "the first improved recipe (IMPROVED_V1) as it was", {"v1": True}),
+)
+
+
+FULL = Variant("full-schedule", f"the recipe as registered, {IMPROVED.epochs} epochs", {})
+
+
+def full_run(out: Path, seed: int) -> dict[str, Any] | None:
+    """The summary of the registered recipe's own run of ``seed`` in ``out``, if finished."""
+    path = out / "runs" / MODEL / "summary.json"
+    if not path.exists():
+        return None
+    summary: dict[str, Any] = json.loads(path.read_text())
+    wanted = TrainConfig(model=MODEL, recipe=IMPROVED, seed=seed).result_fields()
+    return summary if summary["config"] == wanted else None
+
+
+def variant_recipe(variant: Variant, epochs: int) -> Recipe:
+    if variant.changes.get("v1"):
+        return IMPROVED_V1  # its own, original schedule
+    return replace(IMPROVED, epochs=epochs, **variant.changes)
+
+
+def row(variant: Variant, summary: dict[str, Any], recipe: Recipe) -> dict[str, Any]:
+    cal = summary["calibration"]["val_after"]
+    return {
+        "variant": variant.name,
+        "what": variant.what,
+        "epochs": summary["epochs"],
+        "final_val_acc": summary["final_val_acc"],
+        "best_val_acc": summary["best_val_acc"],
+        "exported_val_acc": summary["exported_val_acc"],
+        "val_ece_after_scaling": cal["ece"],
+        "train_minutes": summary["train_seconds"] / 60,
+        "recipe": recipe.as_dict(),
+    }
+
+
+def ablation_table(rows: list[dict[str, Any]], history_raw: float | None) -> str:
+    body = []
+    base = next((r for r in rows if r["variant"] == "recipe"), None)
+    for r in rows:
+        delta = (
+            f"{100 * (r['exported_val_acc'] - base['exported_val_acc']):+.2f} pp"
+            if base is not None and r is not base
+            else ""
+        )
+        body.append(
+            [
+                r["variant"],
+                r["what"],
+                str(r["epochs"]),
+                f"{100 * r['exported_val_acc']:.2f}%",
+                delta,
+                f"{100 * r['val_ece_after_scaling']:.2f}%",
+                f"{r['train_minutes']:.1f}",
+            ]
+        )
+    if base is not None and history_raw is not None:
+        body.insert(
+            1,
+            [
+                "no-averaging",
+                "the recipe run's raw weights (averaging does not change training)",
+                str(base["epochs"]),
+                f"{100 * history_raw:.2f}%",
+                f"{100 * (history_raw - base['exported_val_acc']):+.2f} pp",
+                "",
+                "",
+            ],
+        )
+    header = [
+        "variant",
+        "what changes",
+        "epochs",
+        "val accuracy",
+        "vs recipe",
+        "val ECE after T",
+        "minutes",
+    ]
+    return "### `improved`: ablation on the validation split\n\n" + markdown_table(
+        header, body, "llrrrrr"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    if (failed := registry_failure()) is not None:
+        return failed
+    names = [v.name for v in VARIANTS]
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    p.add_argument("--variants", nargs="+", default=names, choices=names)
+    p.add_argument("--epochs", type=int, default=ABLATION_EPOCHS, help="every variant's schedule")
+    p.add_argument("--seed", type=int, default=TrainConfig.seed)
+    p.add_argument("--limit-batches", type=int, default=None)
+    p.add_argument("--out", type=Path, default=ARTIFACTS_DIR / "ablation")
+    p.add_argument("--results", type=Path, default=RESULTS_DIR)
+    p.add_argument(
+        "--full-run",
+        type=Path,
+        default=ARTIFACTS_DIR,
+        help="where the registered recipe's full-schedule run of this seed is (fmnist-train "
+        "--out); its validation figures join the table when it exists",
+    )
+    add_dataset_arguments(p)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    try:
+        data = load_datasets(args.data_dir, seed=args.seed, verify=not args.skip_checksums)
+    except DatasetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    rows, raw = [], None
+    for variant in (v for v in VARIANTS if v.name in args.variants):
+        recipe = variant_recipe(variant, args.epochs)
+        cfg = TrainConfig(
+            model=MODEL, recipe=recipe, seed=args.seed, limit_batches=args.limit_batches
+        )
+        summary = train_model(cfg, data, args.out / variant.name, score_test=False)
+        rows.append(row(variant, summary, recipe))
+        if variant.name == "recipe":
+            history = json.loads(
+                (args.out / variant.name / "runs" / MODEL / "history.json").read_text()
+            )
+            raw = history[-1]["val_acc_raw"]
+    full = full_run(args.full_run, args.seed)
+    if full is not None:
+        rows.insert(0, row(FULL, full, IMPROVED))
+    table = ablation_table(rows, raw)
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / "ablation_improved.md").write_text(table)
+    (args.results / "ablation_improved.json").write_text(
+        json.dumps({"seed": args.seed, "raw_val_acc": raw, "variants": rows}, indent=2) + "\n"
+    )
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
