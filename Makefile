@@ -35,8 +35,8 @@ test: setup lint typecheck  ## lint, types, then the whole test suite, slow test
 test-fast: setup  ## the tests not marked slow
 	$(PY) -m pytest -q -m "not slow"
 
-lint: setup  ## ruff lint + format check
-	.venv/bin/ruff check . && .venv/bin/ruff format --check .
+lint: setup  ## ruff lint + format check, then the import contracts (lint-imports, pyproject.toml)
+	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/lint-imports --no-logo
 
 .PHONY: typecheck mutation
 typecheck: setup  ## mypy on the packages listed in pyproject.toml [tool.mypy] files
@@ -99,7 +99,7 @@ seeds: setup  ## the improved recipe over 3 seeds: mean ± std (about 15 min a s
 # for as long as scripts/screenshots.py takes; stopped (its process group) however that ends.
 .PHONY: screenshots
 screenshots: setup  ## the demo page /ui and the evaluation report at 1400 and 390 px -> docs/images/*.png
-	@home=$$(mktemp -d); port=$$($(PY) -c 'from service.launch import free_port; print(free_port())'); \
+	@home=$$(mktemp -d); port=$$($(PY) -c 'from loadtests.launch import free_port; print(free_port())'); \
 	FMNIST_MODEL_DIR=$(ARTIFACTS)/onnx FMNIST_WORKERS=1 BENTOML_HOME=$$home BENTOML_DO_NOT_TRACK=true \
 	  setsid .venv/bin/bentoml serve service.service:FashionMNISTService --host 127.0.0.1 \
 	  --port $$port > $$home/serve.log 2>&1 & pid=$$!; \

@@ -35,7 +35,7 @@ def service(url: str | None, onnx_dir: Path, workers: int | None) -> Iterator[st
     if url:
         yield url
         return
-    from service.launch import bentoml_server  # needs bentoml; not with --url
+    from loadtests.launch import bentoml_server  # needs bentoml; not with --url
 
     with tempfile.TemporaryDirectory() as home:
         env = {"FMNIST_MODEL_DIR": str(onnx_dir.resolve()), "BENTOML_HOME": home}

@@ -17,7 +17,7 @@
 from __future__ import annotations
 
 import contextlib
-import http.client
+import http.client  # post(): timed requests on bare fresh connections, no client overhead added
 import json
 import os
 import re
@@ -27,13 +27,12 @@ import socket
 import statistics
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
 
 from fmnist.prometheus import metric_samples, metric_totals
@@ -255,10 +254,10 @@ def machine_busy_s() -> float:
 def scrape(url: str) -> str | None:
     """``url``/metrics as text; None when it cannot be read."""
     try:
-        with urllib.request.urlopen(url + "/metrics", timeout=5) as resp:
-            return resp.read().decode()
-    except (OSError, urllib.error.URLError):
+        response = httpx.get(url + "/metrics", timeout=5, follow_redirects=True)
+    except httpx.HTTPError:
         return None
+    return None if response.is_error else response.content.decode()
 
 
 def parse_worker_counts(text: str) -> dict[str, float] | None:
@@ -349,11 +348,8 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float) -> Non
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with code {proc.returncode} before {url} answered")
-        with (
-            contextlib.suppress(OSError, urllib.error.URLError),
-            urllib.request.urlopen(url, timeout=2) as resp,
-        ):
-            if resp.status == 200:
+        with contextlib.suppress(httpx.TransportError):  # not listening yet
+            if httpx.get(url, timeout=2, follow_redirects=True).status_code == 200:
                 return
         time.sleep(0.25)
     raise TimeoutError(f"{url} not ready within {timeout_s:.0f}s")

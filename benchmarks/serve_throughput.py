@@ -4,7 +4,7 @@
     make bench-serve    # .venv/bin/python benchmarks/serve_throughput.py --onnx-dir artifacts/onnx
 
 In one run, on one PNG (a Fashion-MNIST test image), one server at a time on 127.0.0.1:
-  1. this service (service.launch, FMNIST_WORKERS=2): ``POST /classify`` multipart, plus
+  1. this service (loadtests.launch, FMNIST_WORKERS=2): ``POST /classify`` multipart, plus
      the raw ``image/png`` body and the v2 JSON endpoint when the service answers them;
   2. the default BentoML reference (benchmarks/peers/reference_service.py, 1 worker, raw
      PNG body) and 3. the KServe Python model server (benchmarks/peers/kserve_model.py,
@@ -47,7 +47,7 @@ import serve_report  # noqa: E402
 
 from fmnist.contract import onnx_filename  # noqa: E402
 from fmnist.registry import study_models  # noqa: E402
-from service.launch import bentoml_server  # noqa: E402
+from loadtests.launch import bentoml_server  # noqa: E402
 
 log = logging.getLogger("bench-serve")
 PEERS = HERE / "peers"
@@ -405,6 +405,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request otherwise
     missing = [t for t in ("wrk", "hey") if shutil.which(t) is None]
     model = args.onnx_dir / onnx_filename(args.model)
     if missing or not model.exists():

@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from loadgen import (  # noqa: E402 (benchmarks/ is not a package)
+from loadgen import (  # noqa: E402 (run as a script: its folder is on sys.path)
     CpuMeter,
     Request,
     free_port,

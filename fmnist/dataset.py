@@ -18,7 +18,7 @@ import hashlib
 import logging
 import os
 import struct
-import urllib.request
+import urllib.request  # not httpx: the torch-free core depends on numpy alone
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -4,5 +4,7 @@
     python -m loadtests.run --help      # every option (users, duration, URL, thresholds)
     locust -f loadtests/locustfile.py --host http://127.0.0.1:3000   # locust's web UI
 
-Torch-free: needs locust, pillow, numpy, psutil and the project's ``fmnist`` core.
+Torch-free: needs locust, pillow, numpy, psutil, httpx and the project's ``fmnist`` core.
+Importing the package imports none of them; ``loadtests.launch`` (starts ``bentoml serve``
+for the tests, the benchmarks and scripts/pipeline.py) needs httpx alone.
 """

@@ -232,7 +232,7 @@ def with_candidate(onnx_dir: Path, candidate: Path, folder: Path) -> Path:
 def run(
     onnx_dir: Path, out: Path, seconds: float, data_dir: Path | None, candidate: Path | None
 ) -> int:
-    from service.launch import bentoml_server
+    from loadtests.launch import bentoml_server
 
     test = load_test_set(data_dir)
     with tempfile.TemporaryDirectory(prefix="fmnist-dashboard-") as tmp:

@@ -1,6 +1,7 @@
 """Start ``bentoml serve`` in a subprocess on loopback and wait until it is ready.
 
-Used by the slow tests and benchmarks/serve_throughput.py; not needed to run the service.
+Harness, not product: the slow tests, the load tests, the benchmarks and scripts/pipeline.py
+start the service with it; the service image does not hold it.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+
+import httpx
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +40,10 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float) -> Non
             raise RuntimeError(f"server exited with code {proc.returncode} before {url} was ready")
         attempt += 1
         try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    log.info("%s ready after %d polls", url, attempt)
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            if httpx.get(url, timeout=2, follow_redirects=True).status_code == 200:
+                log.info("%s ready after %d polls", url, attempt)
+                return
+        except httpx.TransportError:  # not listening yet, or cut off while starting
             pass
         time.sleep(0.25)
     raise TimeoutError(f"{url} not ready within {timeout_s:.0f}s ({attempt} polls)")

@@ -20,16 +20,16 @@ import json
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import httpx
+
+from loadtests.launch import free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MONITORING_DIR = REPO_ROOT / "deploy" / "monitoring"
@@ -52,12 +52,6 @@ def prometheus_binary() -> str:
     return found
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass(frozen=True)
 class Prometheus:
     """The HTTP API of a running Prometheus."""
@@ -65,12 +59,10 @@ class Prometheus:
     url: str
 
     def _get(self, path: str, params: dict[str, str]) -> Any:
-        query = urllib.parse.urlencode(params)
-        try:
-            with urllib.request.urlopen(f"{self.url}{path}?{query}", timeout=30) as resp:
-                doc = json.load(resp)
-        except urllib.error.HTTPError as exc:
-            raise PrometheusError(f"{path} {params}: {exc.read().decode()[:500]}") from None
+        response = httpx.get(f"{self.url}{path}", params=params, timeout=30)
+        if response.is_error:
+            raise PrometheusError(f"{path} {params}: {response.text[:500]}")
+        doc = response.json()
         if doc.get("status") != "success":
             raise PrometheusError(f"{path} {params}: {doc}")
         return doc["data"]
@@ -138,7 +130,7 @@ def prometheus_server(
     """Prometheus on 127.0.0.1 (a free port), data and config in ``folder``; stopped after."""
     folder.mkdir(parents=True, exist_ok=True)
     config = write_config(folder, targets, rule_files, scrape_interval, evaluation_interval)
-    port = _free_port()
+    port = free_port()
     log = (folder / "prometheus.log").open("wb")
     proc = subprocess.Popen(
         [
@@ -160,10 +152,9 @@ def prometheus_server(
                 tail = (folder / "prometheus.log").read_text(errors="replace")[-2000:]
                 raise PrometheusError(f"prometheus exited with {proc.returncode}:\n{tail}")
             try:
-                with urllib.request.urlopen(prom.url + "/-/ready", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                if httpx.get(prom.url + "/-/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:  # not listening yet
                 pass
             if time.monotonic() > deadline:
                 raise PrometheusError(f"prometheus not ready within {ready_timeout_s:.0f}s")

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import http.client
+import http.client  # raw keep-alive sockets: a connection cut mid-request is counted as such
 import io
 import json
 import os
@@ -200,7 +200,7 @@ def hey_load(
 def check(model_dir: Path, name: str, production: str, candidate: str, seconds: float) -> dict:
     """Promotion and rollback under hey and under keep-alive clients, then SIGTERM under
     keep-alive clients, on a real 2-worker server over ``model_dir``."""
-    from service.launch import REPO_ROOT, bentoml_server, free_port, wait_ready
+    from loadtests.launch import REPO_ROOT, bentoml_server, free_port, wait_ready
 
     aliases = model_dir / "aliases.json"
     aliases.write_text(json.dumps({name: {"production": production}}))

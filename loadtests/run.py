@@ -103,7 +103,7 @@ def service_at(args: argparse.Namespace) -> Iterator[str]:
     if args.url:
         yield args.url.rstrip("/")
         return
-    from service.launch import bentoml_server  # needs bentoml; not with --url
+    from loadtests.launch import bentoml_server  # needs bentoml; not with --url
 
     env = {}
     if args.model_dir:
@@ -243,6 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request otherwise
     args, extra = parse_args(argv)
     try:
         user_counts = [int(u) for u in args.users.split(",") if u.strip()]

@@ -1,6 +1,6 @@
 """What the load tests measure on the server side: its processes' memory and ``/metrics``.
 
-The server itself is started with :func:`service.launch.bentoml_server` (the same helper
+The server itself is started with :func:`loadtests.launch.bentoml_server` (the same helper
 the service's tests use); this module finds its processes by the loopback port it
 listens on, so it also works for a server started by hand.
 """
@@ -8,10 +8,9 @@ listens on, so it also works for a server started by hand.
 from __future__ import annotations
 
 import logging
-import urllib.error
-import urllib.request
 from urllib.parse import urlparse
 
+import httpx
 import psutil
 
 from fmnist.prometheus import metric_totals
@@ -27,14 +26,12 @@ SERVER_SERIES = (
 
 
 def http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:
-    """Status and body of a GET (status 0 when nothing answers)."""
+    """Status and body of a GET, 4xx and 5xx included (status 0 when nothing answers)."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.status, response.read().decode("utf-8", "replace")
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode("utf-8", "replace")
-    except (urllib.error.URLError, OSError):
+        response = httpx.get(url, timeout=timeout, follow_redirects=True)
+    except httpx.HTTPError:
         return 0, ""
+    return response.status_code, response.content.decode("utf-8", "replace")
 
 
 def _is_server(process: psutil.Process) -> bool:

@@ -134,6 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request otherwise
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     try:

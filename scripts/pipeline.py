@@ -19,7 +19,7 @@ from pathlib import Path
 
 from fmnist.contract import ARTIFACTS_DIR, RESULTS_DIR, onnx_dir
 from fmnist.registry import model_names
-from service.launch import bentoml_server  # starts the service as a process
+from loadtests.launch import bentoml_server  # starts the service as a process
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,12 +1,13 @@
-"""The project's shape: which package may import which, training without scipy/sklearn,
-and a fourth model added as the README says (one class, one registry entry, one recipe).
+"""The project's shape: which package may import which (import-linter's contracts in
+pyproject.toml), training without scipy/sklearn, and a fourth model added as the README says
+(one class, one registry entry, one recipe).
 """
 
 from __future__ import annotations
 
-import ast
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -19,83 +20,72 @@ from fmnist.registry import ModelSpec, model_names, register, unregister
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("fmnist", "training", "service", "evaluation", "loadtests", "benchmarks", "scripts")
-
-# The only edges between top-level packages besides X → fmnist, each with its reason.
-# A module that starts the service as a process imports the helper that starts it; a
-# benchmark imports what it measures. Keys: (importing file, imported module or package).
-ALLOWED_EDGES: dict[tuple[str, str], str] = {
-    ("loadtests/run.py", "service.launch"): "starts the service under load",
-    ("loadtests/dashboard.py", "service.launch"): "starts the service it draws the dashboard of",
-    ("loadtests/rollout.py", "service.launch"): "starts the service it promotes and stops",
-    ("scripts/pipeline.py", "service.launch"): "starts the service it evaluates",
-    ("benchmarks/serve_throughput.py", "service.launch"): "starts the service it measures",
-    ("benchmarks/eval_throughput.py", "service.launch"): "starts the service it queries",
-    ("benchmarks/eval_throughput.py", "evaluation.client"): "measures evaluation's client",
-    ("benchmarks/train_throughput.py", "training"): "measures training's step",
-}
-# The torch-free core stays light: the service and evaluation import it without these.
-HEAVY = ("torch", "torchvision", "onnx", "onnxruntime", "bentoml", "scipy", "sklearn")
+LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")  # the dev extra installs it
 
 
-def imported_modules(path: Path) -> Iterator[tuple[str, int]]:
-    """Every absolute import in a file (top level or inside a function), with its line."""
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                yield alias.name, node.lineno
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            # ``from service import launch`` imports service.launch: name both.
-            for alias in node.names:
-                yield f"{node.module}.{alias.name}", node.lineno
-
-
-def _within(module: str, target: str) -> bool:
-    return module == target or module.startswith(target + ".")
-
-
-def forbidden_edges() -> list[str]:
-    found = []
-    for package in PACKAGES:
-        for path in sorted((ROOT / package).rglob("*.py")):
-            rel = path.relative_to(ROOT).as_posix()
-            for module, line in imported_modules(path):
-                top = module.split(".")[0]
-                if package == "fmnist" and top in HEAVY:
-                    found.append(f"{rel}:{line} imports {module} (fmnist is the light core)")
-                if top not in PACKAGES or top in (package, "fmnist"):
-                    continue
-                if not any(src == rel and _within(module, target) for src, target in ALLOWED_EDGES):
-                    found.append(f"{rel}:{line} imports {module}")
-    return found
+def lint_imports(cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``lint-imports`` on the packages under ``cwd`` with the pyproject.toml there."""
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--no-logo", "--no-cache"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_imports_follow_the_direction_of_dependencies() -> None:
-    """X → fmnist for every package; nothing sideways but the edges named above."""
-    assert forbidden_edges() == []
+    """X → fmnist for every package; nothing sideways but the edges pyproject.toml names."""
+    done = lint_imports(ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Contracts: 4 kept, 0 broken." in done.stdout
 
 
-def test_the_import_check_sees_function_level_and_from_imports(tmp_path: Path) -> None:
-    source = tmp_path / "m.py"
-    source.write_text(
-        "import numpy\nfrom service import launch\ndef f():\n    from evaluation.cli import main\n"
-    )
-    assert [m for m, _ in imported_modules(source)] == [
-        "numpy",
-        "service.launch",
-        "evaluation.cli.main",
-    ]
-    assert _within("training.train.main", "training") and not _within("trainingx", "training")
+@pytest.fixture
+def project_copy(tmp_path: Path) -> Path:
+    """The packages and pyproject.toml, copied: a place to break the contracts in."""
+    for package in PACKAGES:
+        shutil.copytree(
+            ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    return tmp_path
 
 
-def test_allowed_edges_are_still_used() -> None:
+def _append(path: Path, code: str) -> None:
+    path.write_text(path.read_text() + "\n" + textwrap.dedent(code))
+
+
+def test_the_contracts_catch_forbidden_imports(project_copy: Path) -> None:
+    """Each contract goes red on an import it forbids, inside a function too."""
+    _append(project_copy / "fmnist" / "contract.py", "def _f():\n    import torch\n")
+    _append(project_copy / "training" / "data.py", "from service import settings\n")
+    _append(project_copy / "benchmarks" / "loadgen.py", "def _g():\n    import evaluation.run\n")
+    _append(project_copy / "scripts" / "screenshots.py", "from training import train\n")
+    done = lint_imports(project_copy)
+    assert done.returncode == 1, done.stdout + done.stderr
+    out = done.stdout
+    assert "Contracts: 0 kept, 4 broken." in out, out
+    for edge in (
+        "fmnist.contract -> torch",
+        "training.data -> service.settings",
+        "benchmarks.loadgen -> evaluation.run",
+        "scripts.screenshots -> training.train",
+    ):
+        assert edge in out, (edge, out)
+
+
+def test_an_allowed_edge_nobody_uses_is_an_error(project_copy: Path) -> None:
     """An exception nobody needs any more is removed, not kept as a silent loophole."""
-    used = {
-        (path.relative_to(ROOT).as_posix(), target)
-        for (src, target) in ALLOWED_EDGES
-        for path in [ROOT / src]
-        if path.exists() and any(_within(m, target) for m, _ in imported_modules(path))
-    }
-    assert used == set(ALLOWED_EDGES)
+    pipeline = project_copy / "scripts" / "pipeline.py"
+    line = "from loadtests.launch import bentoml_server  # starts the service as a process\n"
+    assert line in pipeline.read_text()
+    pipeline.write_text(pipeline.read_text().replace(line, ""))
+    done = lint_imports(project_copy)
+    assert done.returncode != 0, done.stdout + done.stderr
+    assert "No matches for ignored import scripts.pipeline -> loadtests.launch." in (
+        done.stdout + done.stderr
+    )
 
 
 BLOCKER = '''
@@ -254,7 +244,7 @@ def test_a_fourth_model_trains_exports_serves_and_evaluates(
     summary = json.loads((out / "runs" / tiny_model / "summary.json").read_text())
 
     pytest.importorskip("bentoml")
-    from service.launch import bentoml_server
+    from loadtests.launch import bentoml_server
 
     report = tmp_path / "eval"
     env = {"FMNIST_MODEL_DIR": str(onnx_folder), "BENTOML_HOME": str(tmp_path / "bentoml")}

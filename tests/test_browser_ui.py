@@ -27,7 +27,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
-from service.launch import bentoml_server
+from loadtests.launch import bentoml_server
 from service.ui import EXAMPLES_DIR
 from tests import browser
 

@@ -22,7 +22,7 @@ def test_fmnist_eval_against_bentoml_serve(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     pytest.importorskip("bentoml")
-    from service.launch import bentoml_server  # starts `python -m bentoml serve`
+    from loadtests.launch import bentoml_server  # starts `python -m bentoml serve`
 
     onnx_dir = onnx_models["baseline"].parent
     env = {

@@ -27,8 +27,8 @@ import pytest
 from fmnist.contract import file_sha256
 from fmnist.dataset import CLASS_NAMES
 from fmnist.prometheus import metric_total
+from loadtests.launch import REPO_ROOT, bentoml_server, free_port, wait_ready
 from loadtests.rollout import KeepAliveLoad
-from service.launch import REPO_ROOT, bentoml_server, free_port, wait_ready
 from service.promote import main as promote
 from service.promote import rollback_main as rollback
 from service.versions import read_aliases, write_aliases

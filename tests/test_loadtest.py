@@ -12,13 +12,18 @@ import importlib.util
 import io
 import json
 import math
+import subprocess
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from loadtests import payloads, report, run, soak, thresholds
-from loadtests.server import scrape_totals, server_figures  # noqa: E402
+from loadtests.launch import free_port, wait_ready
+from loadtests.server import http_get, scrape_totals, server_figures  # noqa: E402
 
 HEADER = (
     "Type,Name,Request Count,Failure Count,Median Response Time,Average Response Time,"
@@ -175,6 +180,57 @@ def test_server_figures_from_two_scrapes() -> None:
     figures = server_figures(before, after)
     assert figures["onnx_calls"] == 30 and figures["mean_batch"] == 10.0
     assert math.isclose(figures["mean_inference_ms"], 2.0)
+
+
+class _Answers(BaseHTTPRequestHandler):
+    """GET /<status> answers that status with a body naming it; /cut closes without one."""
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        if self.path == "/cut":
+            self.close_connection = True
+            return
+        body = f"status {self.path[1:]} é".encode()
+        self.send_response(int(self.path[1:]))
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def answering() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), _Answers)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_http_get_gives_status_and_body_even_for_errors_and_0_when_nothing_answers(
+    answering: str,
+) -> None:
+    assert http_get(f"{answering}/200") == (200, "status 200 é")
+    assert http_get(f"{answering}/404") == (404, "status 404 é")
+    assert http_get(f"{answering}/503") == (503, "status 503 é")
+    assert http_get(f"{answering}/cut") == (0, "")
+    assert http_get(f"http://127.0.0.1:{free_port()}/metrics", timeout=2) == (0, "")
+
+
+def test_wait_ready_waits_for_a_200_and_stops_when_the_server_dies(answering: str) -> None:
+    proc = subprocess.Popen(["sleep", "30"])
+    try:
+        wait_ready(f"{answering}/200", proc, 5)
+        with pytest.raises(TimeoutError, match="not ready within 1s"):
+            wait_ready(f"{answering}/503", proc, 1)
+    finally:
+        proc.kill()
+        proc.wait()
+    with pytest.raises(RuntimeError, match="server exited with code -9"):
+        wait_ready(f"{answering}/200", proc, 5)
 
 
 def test_report_table_and_plot(passing_csv: Path, tmp_path: Path) -> None:

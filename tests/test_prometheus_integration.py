@@ -32,6 +32,7 @@ import pytest
 
 from fmnist.contract import KEY_MODEL_NAME, KEY_REFERENCE, ReferenceDistribution, file_sha256
 from fmnist.dataset import CLASS_NAMES
+from loadtests.launch import bentoml_server
 from loadtests.monitoring import (
     RULES_FILE,
     Prometheus,
@@ -40,7 +41,6 @@ from loadtests.monitoring import (
     load_dashboard,
     prometheus_server,
 )
-from service.launch import bentoml_server
 from service.versions import write_aliases
 from tests.conftest import make_images
 from tests.payloads import encode, npy

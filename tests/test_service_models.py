@@ -22,8 +22,8 @@ from PIL import Image
 
 from fmnist.contract import file_sha256
 from fmnist.prometheus import metric_total
+from loadtests.launch import REPO_ROOT, bentoml_server
 from service.catalog import CatalogError, models_in_dir
-from service.launch import REPO_ROOT, bentoml_server
 from service.settings import SettingsError, load_settings
 from tests.payloads import npy
 

@@ -22,7 +22,7 @@ import pytest
 from fmnist.contract import file_sha256
 from fmnist.dataset import CLASS_NAMES as FASHION_CLASSES
 from fmnist.prometheus import metric_samples, metric_total
-from service.launch import REPO_ROOT, bentoml_server
+from loadtests.launch import REPO_ROOT, bentoml_server
 from tests.payloads import GOOD_IMAGE, ONE, bad_inputs, encode, npy
 
 pytestmark = pytest.mark.slow
@@ -338,7 +338,7 @@ def test_bentoml_build_packs_both_models_and_no_torch(
         assert banned not in requirements, f"{banned} in the Bento's requirements"
     assert (bento / "src" / "service" / "service.py").is_file()
     assert (bento / "src" / "fmnist" / "dataset.py").is_file()
-    assert not (bento / "src" / "service" / "launch.py").exists()  # a test helper only
+    assert not (bento / "src" / "loadtests").exists()  # the harness (launch.py) stays out
     # The store path works end to end: serve the built Bento and classify one image.
     with bentoml_server({**env}, target="fmnist:latest", log_path=tmp_path / "serve.log") as url:
         listing = httpx.get(url + "/models", timeout=30).json()

@@ -23,7 +23,7 @@ from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from fmnist.prometheus import metric_total
-from service.launch import REPO_ROOT, bentoml_server, free_port
+from loadtests.launch import REPO_ROOT, bentoml_server, free_port
 
 SERVICE = "service.service:FashionMNISTService"
 

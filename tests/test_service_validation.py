@@ -209,7 +209,7 @@ def test_service_imports_without_torch(onnx_models: dict[str, Path]) -> None:
         "        if name.split('.')[0] in ('torch', 'torchvision'):\n"
         "            raise ImportError('torch is blocked in this test')\n"
         "sys.meta_path.insert(0, Block())\n"
-        "import service.service, service.import_models, service.launch\n"
+        "import service.service, service.import_models, loadtests.launch\n"
         "svc = service.service.FashionMNISTService.inner()\n"
         "assert svc.__is_ready__()\n"
         "assert not [m for m in sys.modules if m.split('.')[0] == 'torch'], 'torch imported'\n"

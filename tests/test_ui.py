@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from prometheus_client import REGISTRY
 
 from fmnist.dataset import CLASS_NAMES
-from service.launch import REPO_ROOT
+from loadtests.launch import REPO_ROOT
 from service.ui import EXAMPLES_DIR, STATIC_DIR, UI_DIR, add_demo_page, example_files
 from tests.conftest import ApiClient, StubBackend
 

@@ -281,7 +281,7 @@ def test_overloaded_is_503_in_the_protocols_shape(
 
 @pytest.fixture(scope="module")
 def server(onnx_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from service.launch import bentoml_server
+    from loadtests.launch import bentoml_server
 
     home = tmp_path_factory.mktemp("bentoml-home")
     env = {
