@@ -23,7 +23,6 @@ import os
 import re
 import resource
 import signal
-import socket
 import statistics
 import subprocess
 import time
@@ -36,6 +35,7 @@ import httpx
 import psutil
 
 from fmnist.prometheus import metric_samples, metric_totals
+from loadtests.launch import wait_ready
 
 WRK_SCRIPT = """
 wrk.method = "POST"
@@ -343,18 +343,6 @@ def _self_cpu() -> float:
     return t.user + t.system
 
 
-def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with code {proc.returncode} before {url} answered")
-        with contextlib.suppress(httpx.TransportError):  # not listening yet
-            if httpx.get(url, timeout=2, follow_redirects=True).status_code == 200:
-                return
-        time.sleep(0.25)
-    raise TimeoutError(f"{url} not ready within {timeout_s:.0f}s")
-
-
 def stop_group(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM the process group, SIGKILL after 15 s."""
     if proc.poll() is None:
@@ -392,12 +380,6 @@ def process_server(
             yield proc.pid
         finally:
             stop_group(proc)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def child_server_pid(port: int) -> int:

@@ -47,7 +47,7 @@ import serve_report  # noqa: E402
 
 from fmnist.contract import onnx_filename  # noqa: E402
 from fmnist.registry import study_models  # noqa: E402
-from loadtests.launch import bentoml_server  # noqa: E402
+from loadtests.launch import bentoml_server, free_port  # noqa: E402
 
 log = logging.getLogger("bench-serve")
 PEERS = HERE / "peers"
@@ -329,7 +329,7 @@ class Bench:
                 "KServe peer skipped: no .venv-peers with kserve (run `make bench-peers` once)"
             )
             return
-        port = lg.free_port()
+        port = free_port()
         cmd = [
             str(PEER_PYTHON),
             str(PEERS / "kserve_model.py"),

@@ -34,7 +34,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from loadgen import (  # noqa: E402 (run as a script: its folder is on sys.path)
     CpuMeter,
     Request,
-    free_port,
     histogram_totals,
     process_server,
     run_wrk,
@@ -43,6 +42,7 @@ from loadgen import (  # noqa: E402 (run as a script: its folder is on sys.path)
 
 from fmnist.contract import file_sha256  # noqa: E402
 from fmnist.prometheus import metric_total  # noqa: E402
+from loadtests.launch import free_port  # noqa: E402
 
 SETTINGS = {"off": "0", "full": "1", "tenth": "0.1"}
 GOALS = {"full": 0.45, "tenth": 0.90}
