@@ -13,14 +13,27 @@ the package version and the served models' sha256.
 from __future__ import annotations
 
 import importlib.metadata
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from fmnist.contract import IMAGE_SIDE
 from fmnist.markdown import markdown_table
-from service.schemas import IMAGE_TYPES, NPY_TYPES, REQUEST_MODELS, ErrorBody, V2Error
+from service.schemas import (
+    BOOL_TEXT,
+    IMAGE_TYPES,
+    NPY_FILE,
+    NPY_MIN_BYTES,
+    NPY_TYPES,
+    REQUEST_MODELS,
+    SPACES,
+    ErrorBody,
+    V2Error,
+    bound_batches,
+)
 
 TITLE = "Fashion-MNIST classifier"
 PACKAGE = "fmnist-serving"
@@ -94,6 +107,8 @@ class RouteDoc:
 
 
 _BINARY = {"type": "string", "format": "binary"}
+_IMAGE_FILE = {**_BINARY, "minLength": 1}  # an empty file is no image (400 empty_body)
+_NPY_FILE = {**_BINARY, "minLength": NPY_MIN_BYTES}
 _MODEL_QUERY = _query(
     "model",
     {"type": "string"},
@@ -104,7 +119,12 @@ CLASSIFY_DOC = RouteDoc(
     {
         "parameters": [
             _MODEL_QUERY,
-            _query("invert", {"type": "boolean"}, "true for dark-on-light photos"),
+            _query(
+                "invert",
+                BOOL_TEXT,
+                "true for dark-on-light photos: 1, true, yes, on or 0, false, no, off (any "
+                "case); empty means false. With a form, the form field wins.",
+            ),
         ],
         "requestBody": {
             "required": True,
@@ -113,7 +133,7 @@ CLASSIFY_DOC = RouteDoc(
                     "schema": _schema_ref("ClassifyForm"),
                     "encoding": {"image": {"contentType": ", ".join(IMAGE_TYPES)}},
                 },
-                **{kind: {"schema": _BINARY} for kind in IMAGE_TYPES},
+                **{kind: {"schema": _IMAGE_FILE} for kind in IMAGE_TYPES},
             },
         },
     },
@@ -134,30 +154,60 @@ CLASSIFY_NPY_DOC = RouteDoc(
         "requestBody": {
             "required": True,
             "content": {
-                "multipart/form-data": {"schema": _schema_ref("NpyForm")},
-                **{
-                    kind: {
-                        "schema": _BINARY,
-                        "description": "the .npy file's bytes (uint8 [N, 28, 28])",
-                    }
-                    for kind in NPY_TYPES
+                "multipart/form-data": {
+                    "schema": _schema_ref("NpyForm"),
+                    "encoding": {"array": {"contentType": NPY_TYPES[0]}},
                 },
+                **{kind: {"schema": _NPY_FILE, "description": NPY_FILE} for kind in NPY_TYPES},
             },
         },
     },
 )
+V2_HEADER_LENGTH = "Inference-Header-Content-Length"
+# No binary request is shorter than one UINT8 image's bytes; what they must be is the
+# description's (the JSON part, then the tensor).
+V2_BINARY_MIN_BYTES = IMAGE_SIDE * IMAGE_SIDE
+_V2_LENGTH = {"type": "integer", "minimum": 1}
 V2_INFER_EXTRA = {
     "requestBody": {
         "required": True,
         "content": {
             "application/json": {"schema": _schema_ref("V2InferRequest")},
             "application/octet-stream": {
-                "schema": _BINARY,
-                "description": "binary tensor data extension: the JSON request (its length "
-                "in the Inference-Header-Content-Length header), then the tensor's bytes",
+                "schema": {**_BINARY, "minLength": V2_BINARY_MIN_BYTES},
+                "description": "binary tensor data extension: the JSON request, its input "
+                'with "parameters": {"binary_data_size": B} and no "data", then the '
+                f"tensor's B bytes (little-endian); {V2_HEADER_LENGTH} gives the JSON "
+                "part's length",
             },
         },
     }
+}
+V2_HEADER_LENGTH_PARAMETER = {
+    "name": V2_HEADER_LENGTH,
+    "in": "header",
+    "required": False,
+    "schema": _V2_LENGTH,
+    "description": "the binary tensor data extension: the length of the body's JSON part, "
+    "at most the body's; without it the whole body is the JSON request",
+}
+# 200 of an inference: JSON, or with binary_data(_output) the JSON answer, then the bytes.
+V2_INFER_ANSWER = {
+    "content": {
+        "application/octet-stream": {
+            "schema": _BINARY,
+            "description": 'the JSON answer, its output with "parameters": '
+            '{"binary_data_size": B} and no "data", then [N, 10] float32 little-endian',
+        }
+    },
+    "headers": {
+        V2_HEADER_LENGTH: {
+            "required": False,
+            "schema": _V2_LENGTH,
+            "description": "with a binary answer (application/octet-stream): the length of "
+            "its JSON part",
+        }
+    },
 }
 _PROBES = {
     "/livez": "200 while the server process is alive",
@@ -207,8 +257,21 @@ def spec_version(listing: dict[str, Any]) -> str:
     return f"{package_version()} ({served})" if served else package_version()
 
 
-def build_spec(app: FastAPI, listing: dict[str, Any]) -> dict[str, Any]:
-    """The whole document: the app's routes, their request bodies, the probes, the models."""
+def model_reference(served: list[str]) -> dict[str, Any]:
+    """What a request may name a model with (service.versions.Routing.resolve): a served
+    name, ``name@`` an alias or a version (which may answer 404), or a blank for the default.
+    A pattern rather than an enum of versions: aliases move while the document stays."""
+    names = "|".join(re.escape(name) for name in served)
+    return {
+        "type": "string",
+        "pattern": f"^(?:(?:{names})(?:@.*)?|{SPACES})$",
+        "examples": served,
+    }
+
+
+def build_spec(app: FastAPI, listing: dict[str, Any], max_batch: int) -> dict[str, Any]:
+    """The whole document: the app's routes, their request bodies, the probes, the models,
+    and the batch limit (images per request) in the request schemas."""
     spec = get_openapi(
         title=TITLE,
         version=spec_version(listing),
@@ -222,11 +285,12 @@ def build_spec(app: FastAPI, listing: dict[str, Any]) -> dict[str, Any]:
         for name, sub in schema.pop("$defs", {}).items():
             schemas.setdefault(name, sub)
         schemas[model.__name__] = schema
-    served = [m["name"] for m in listing.get("models", [])]
+    bound_batches(schemas, max_batch)
+    served = list(dict.fromkeys(m["name"] for m in listing.get("models", [])))
     for item in spec["paths"].values():
         for op in item.values():
             for param in op.get("parameters", []):
                 if param["in"] == "path" and param["name"] == "name" and served:
-                    param["schema"] = {"type": "string", "enum": served}
+                    param["schema"] = model_reference(served)
     spec["paths"].update(_probe_paths())
     return spec

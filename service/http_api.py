@@ -398,7 +398,9 @@ def create_app(backend: Backend | None = None) -> FastAPI:
 
     async def openapi_document(request: Request) -> Response:
         if not spec:
-            spec.append(api_spec.build_spec(app, backend_of().model_listing()))
+            backend = backend_of()
+            listing = backend.model_listing()
+            spec.append(api_spec.build_spec(app, listing, backend.settings.max_batch_size))
         return JSONResponse(spec[0])
 
     app.add_api_route("/docs.json", openapi_document, methods=["GET"], include_in_schema=False)

@@ -9,13 +9,14 @@ test checks that every answer the routes build validates against its model here.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
 from fmnist.contract import IMAGE_SIDE, INPUT_NAME, PROBABILITIES_NAME
 from fmnist.dataset import CLASS_NAMES
+from service.validation import FALSE_WORDS, NPY_MAGIC, TRUE_WORDS
 
 PROBABILITIES = [0.01, 0.0, 0.01, 0.01, 0.0, 0.02, 0.01, 0.04, 0.0, 0.9]
 SHA256 = "3f1c9d0e5b7a2c4e6f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6"
@@ -36,6 +37,48 @@ Image = Annotated[list[Row], Field(min_length=IMAGE_SIDE, max_length=IMAGE_SIDE)
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/bmp")
 # A raw body on /classify_npy: the .npy file's bytes, no multipart form around them.
 NPY_TYPES = ("application/x-npy", "application/octet-stream")
+# No .npy file the service accepts is shorter: the magic string, the format version and the
+# header's length (4 bytes), then at least one image's 784 bytes (and the header's text).
+NPY_MIN_BYTES = len(NPY_MAGIC) + 4 + IMAGE_SIDE * IMAGE_SIDE
+# The whitespace str.strip() removes, i.e. every character str.isspace() accepts: parse_bool
+# strips it, so the pattern below allows it. (JSON Schema's \s is ECMA-262's, another set.)
+STRIP_WHITESPACE = (
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680"
+    + "".join(map(chr, range(0x2000, 0x200B)))
+    + "\u2028\u2029\u202f\u205f\u3000"
+)
+
+
+def _either_case(word: str) -> str:
+    return "".join(f"[{c.upper()}{c}]" if c.isalpha() else c for c in word)
+
+
+def _char_class(chars: str) -> str:
+    """``[...]`` of ``chars`` with \\uXXXX escapes, runs of code points as ranges."""
+    points = sorted(map(ord, chars))
+    runs: list[list[int]] = []
+    for point in points:
+        if runs and point == runs[-1][1] + 1:
+            runs[-1][1] = point
+        else:
+            runs.append([point, point])
+    spans = [f"\\u{a:04x}" + (f"-\\u{b:04x}" if b > a else "") for a, b in runs]
+    return "[" + "".join(spans) + "]"
+
+
+# Any run of that whitespace: a value of only whitespace is blank (parse_bool's false, the
+# default model where a model is named).
+SPACES = _char_class(STRIP_WHITESPACE) + "*"
+_WORDS = "|".join(_either_case(word) for word in (*TRUE_WORDS, *FALSE_WORDS))
+# What parse_bool accepts (a query parameter or a form field): a word in any case, or nothing
+# (false), with whitespace around it. Written with \\uXXXX escapes and character classes only,
+# so ECMA-262, Python and Rust regular expressions read it alike.
+BOOL_PATTERN = f"^{SPACES}(?:{_WORDS})?{SPACES}$"
+BOOL_TEXT: dict[str, Any] = {
+    "type": "string",
+    "pattern": BOOL_PATTERN,
+    "examples": ["true", "false"],
+}
 
 
 def _examples(*examples: dict[str, Any]) -> ConfigDict:
@@ -59,11 +102,17 @@ class ClassifyForm(BaseModel):
     """``POST /classify`` as a multipart form."""
 
     image: bytes = Field(
+        min_length=1,
         json_schema_extra={"format": "binary"},
         description="PNG, JPEG, WebP or BMP of any size and mode",
     )
     model: str | SkipJsonSchema[None] = Field(None, description=MODEL_FIELD)
-    invert: bool = Field(False, description="true for dark-on-light photos")
+    invert: str = Field(
+        "false",
+        json_schema_extra=BOOL_TEXT,
+        description="true for dark-on-light photos: 1, true, yes, on or 0, false, no, off "
+        "(any case); empty means false",
+    )
 
 
 class ClassifyAnswer(BaseModel):
@@ -98,12 +147,19 @@ class BatchRequest(BaseModel):
     model: str | None = Field(None, description=MODEL_FIELD)
 
 
+NPY_FILE = (
+    "a .npy file (np.save): the magic string \\x93NUMPY, a header, then uint8 [N, 28, 28] or "
+    "[N, 1, 28, 28], 1 <= N <= the service's max_batch_size, exactly as long as the header says"
+)
+
+
 class NpyForm(BaseModel):
     """``POST /classify_npy`` as a multipart form."""
 
     array: bytes = Field(
+        min_length=NPY_MIN_BYTES,
         json_schema_extra={"format": "binary"},
-        description="a .npy file (np.save) of uint8 [N, 28, 28] or [N, 1, 28, 28]",
+        description=NPY_FILE,
     )
     model: str | SkipJsonSchema[None] = Field(None, description=MODEL_FIELD)
 
@@ -245,17 +301,62 @@ class V2ModelReady(BaseModel):
     ready: bool
 
 
+def _shapes(schema: dict[str, Any]) -> None:
+    """[N, 1, 28, 28] or [N, 28, 28]; bound_batches sets N's maximum (a setting)."""
+    side = {"const": IMAGE_SIDE}
+    variants = [
+        [{"type": "integer", "minimum": 1}, {"const": 1}, side, side],
+        [{"type": "integer", "minimum": 1}, side, side],
+    ]
+    schema["oneOf"] = [{"prefixItems": v, "minItems": len(v), "maxItems": len(v)} for v in variants]
+
+
+class V2InputParameters(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    binary_data_size: None = Field(
+        None,
+        description="the tensor's byte count, only in the JSON part of a request with the binary "
+        "tensor data extension (application/octet-stream); a JSON request carries data",
+    )
+
+
 class V2RequestInput(BaseModel):
-    name: str = Field(description=f"{INPUT_NAME!r}")
-    shape: list[int] = Field(description="[N, 1, 28, 28] or [N, 28, 28]")
-    datatype: str = Field(description="FP32 or UINT8")
-    parameters: dict[str, Any] | None = None
-    data: list[Any] = Field(description="the values, flat in row-major order or nested")
+    """What the two datatypes' inputs share (V2InputFP32, V2InputUINT8)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "description": "The model's one input. `data` holds as many values as `shape` "
+            "multiplies to, flat in row-major order (a count JSON Schema cannot state). The "
+            "service also reads the protocol's nested form of `data`; this describes the flat one."
+        }
+    )
+    name: str = Field(json_schema_extra={"const": INPUT_NAME}, description=f"{INPUT_NAME!r}")
+    shape: list[int] = Field(
+        json_schema_extra=_shapes,
+        description="[N, 1, 28, 28] or [N, 28, 28], 1 <= N <= the service's max_batch_size",
+    )
+    parameters: V2InputParameters | None = None
+
+
+class V2InputFP32(V2RequestInput):
+    datatype: Literal["FP32"]
+    data: list[Pixel] = Field(description="prod(shape) numbers 0-255, row-major")
+
+
+class V2InputUINT8(V2RequestInput):
+    datatype: Literal["UINT8"]
+    data: list[Annotated[int, Field(ge=0, le=255)]] = Field(
+        description="prod(shape) integers 0-255, row-major"
+    )
 
 
 class V2RequestOutput(BaseModel):
-    name: str = Field(description=f"{PROBABILITIES_NAME!r}")
-    parameters: dict[str, Any] | None = None
+    name: str = Field(
+        json_schema_extra={"const": PROBABILITIES_NAME}, description=f"{PROBABILITIES_NAME!r}"
+    )
+    parameters: dict[str, Any] | None = Field(
+        None, description='{"binary_data": true} for the answer as bytes after its JSON'
+    )
 
 
 class V2InferRequest(BaseModel):
@@ -274,8 +375,12 @@ class V2InferRequest(BaseModel):
         }
     )
     id: str | None = None
-    parameters: dict[str, Any] | None = None
-    inputs: list[V2RequestInput] = Field(min_length=1, max_length=1)
+    parameters: dict[str, Any] | None = Field(
+        None, description='{"binary_data_output": true} for every output as bytes'
+    )
+    inputs: list[Annotated[V2InputFP32 | V2InputUINT8, Field(discriminator="datatype")]] = Field(
+        min_length=1, max_length=1
+    )
     outputs: list[V2RequestOutput] | None = None
 
 
@@ -312,3 +417,11 @@ class V2InferResponse(BaseModel):
 
 # The request bodies the routes parse themselves: put into the spec's components by name.
 REQUEST_MODELS: tuple[type[BaseModel], ...] = (ClassifyForm, BatchRequest, NpyForm, V2InferRequest)
+
+
+def bound_batches(schemas: dict[str, Any], max_batch: int) -> None:
+    """The service's max_batch_size (a setting) as the largest N the request schemas allow."""
+    schemas["BatchRequest"]["properties"]["pixels"]["maxItems"] = max_batch
+    for name in ("V2InputFP32", "V2InputUINT8"):
+        for shape in schemas[name]["properties"]["shape"]["oneOf"]:
+            shape["prefixItems"][0]["maximum"] = max_batch

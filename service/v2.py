@@ -55,7 +55,7 @@ PREFIX = "/v2"
 SERVER_NAME = "fmnist"
 EXTENSIONS = ["binary_tensor_data"]
 DATATYPES: dict[str, type[np.generic]] = {"FP32": np.float32, "UINT8": np.uint8}
-HEADER_LENGTH = "inference-header-content-length"
+HEADER_LENGTH = api_spec.V2_HEADER_LENGTH  # Inference-Header-Content-Length
 EXPECTED = (
     f'{{"inputs": [{{"name": "{INPUT_NAME}", "datatype": "FP32" or "UINT8", '
     '"shape": [N, 1, 28, 28], "data": [...]}]}'
@@ -83,7 +83,7 @@ def _split(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     length = header_length.strip()
     if not (length.isascii() and length.isdigit()) or not 0 < int(length) <= len(body):
         raise _bad(
-            f"Inference-Header-Content-Length is {header_length!r} for a {len(body)}-byte "
+            f"{HEADER_LENGTH} is {header_length!r} for a {len(body)}-byte "
             "body; expected the length of the JSON part, at most the body's"
         )
     return body[: int(length)], body[int(length) :]
@@ -217,7 +217,7 @@ def infer_answer(model: str, version: str, call: InferCall, probabilities: np.nd
     return Response(
         header + data,
         media_type="application/octet-stream",
-        headers={"Inference-Header-Content-Length": str(len(header))},
+        headers={HEADER_LENGTH: str(len(header))},
     )
 
 
@@ -247,20 +247,23 @@ def _versions(backend: Backend, name: str) -> list[str]:
 
 
 def _openapi_extra(path: str, infer: bool) -> dict[str, Any] | None:
-    """The path parameter (the routes read it themselves) and the infer request body."""
+    """The path parameters (the routes read them themselves), and the infer request: its body
+    and the binary extension's header."""
     extra: dict[str, Any] = dict(api_spec.V2_INFER_EXTRA) if infer else {}
+    parameters: list[dict[str, Any]] = []
     if "{name}" in path:
-        extra["parameters"] = [
+        parameters.append(
             {
                 "name": "name",
                 "in": "path",
                 "required": True,
                 "schema": {"type": "string"},
-                "description": "a served model (GET /models)",
+                "description": "a served model (GET /models): its name (its production "
+                "version), name@alias or name@version; blank means the default model",
             }
-        ]
+        )
     if "{version}" in path:
-        extra["parameters"].append(
+        parameters.append(
             {
                 "name": "version",
                 "in": "path",
@@ -270,6 +273,10 @@ def _openapi_extra(path: str, infer: bool) -> dict[str, Any] | None:
                 "candidate, previous)",
             }
         )
+    if infer:
+        parameters.append(api_spec.V2_HEADER_LENGTH_PARAMETER)
+    if parameters:
+        extra["parameters"] = parameters
     return extra or None
 
 
@@ -356,6 +363,9 @@ def add_routes(app: FastAPI, backend_of: BackendSource, guarded: Callable[..., A
             summary=summary,
             tags=[api_spec.TAG_V2],
             response_model=None,
-            responses={200: {"model": answer}, **failures},
+            responses={
+                200: {"model": answer, **(api_spec.V2_INFER_ANSWER if handler is infer else {})},
+                **failures,
+            },
             openapi_extra=_openapi_extra(path, handler is infer),
         )

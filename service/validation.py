@@ -45,13 +45,19 @@ class InputError(ValueError):
         self.detail = detail
 
 
+# What parse_bool reads as a boolean, after str.strip() and str.lower() (the OpenAPI document
+# states the same set as a pattern: service/schemas.py).
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
+
+
 def parse_bool(name: str, raw: str | None) -> bool:
     if raw is None or raw.strip() == "":
         return False
     value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
+    if value in TRUE_WORDS:
         return True
-    if value in ("0", "false", "no", "off"):
+    if value in FALSE_WORDS:
         return False
     raise InputError(
         400, "invalid_option", f"{name}={raw!r} is not a boolean (expected true or false)"

@@ -13,6 +13,7 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 import pytest
@@ -319,6 +320,60 @@ def test_spec_describes_every_request_and_answer(api: ApiClient) -> None:
                     assert ref.endswith("/" + expected), (path, status, ref)
             if method == "post":
                 assert op["requestBody"]["required"] is True
+
+
+def _binary_uploads(spec: dict[str, Any]) -> list[tuple[str, str, str | None, int]]:
+    """(path, media type, form field or None, minLength) of every binary payload a POST takes."""
+    schemas = spec["components"]["schemas"]
+    found = []
+    for path, item in spec["paths"].items():
+        for kind, content in item.get("post", {}).get("requestBody", {}).get("content", {}).items():
+            schema = content["schema"]
+            if kind == "multipart/form-data":
+                form = schemas[schema["$ref"].rsplit("/", 1)[-1]]
+                for field, prop in form["properties"].items():
+                    if prop.get("format") == "binary":
+                        found.append((path, kind, field, prop.get("minLength", 0)))
+            elif schema.get("format") == "binary":
+                found.append((path, kind, None, schema.get("minLength", 0)))
+    return found
+
+
+def test_binary_uploads_state_the_shortest_payload_the_service_takes(api: ApiClient) -> None:
+    """Every binary body and form part in /docs.json states a minLength, and a payload one
+    byte shorter is refused. (The schemathesis run in tests/test_fuzz.py draws real files for
+    these, so it never sends a too-short one as valid: this test pins the minLengths.)"""
+    uploads = _binary_uploads(spec_of(api))
+    assert {(path, kind) for path, kind, _, _ in uploads} >= {
+        ("/classify", "multipart/form-data"),
+        ("/classify", "image/png"),
+        ("/classify_npy", "application/x-npy"),
+        ("/v2/models/{name}/infer", "application/octet-stream"),
+    }
+    for path, kind, field, min_length in uploads:
+        assert min_length >= 1, (path, kind, field)
+        url = path.replace("{name}", "baseline").replace("{version}", "production")
+        data = b"\0" * (min_length - 1)
+        if field is None:
+            resp = api.post(url, content=data, headers={"content-type": kind})
+        else:
+            resp = api.post(url, files={field: ("upload", data, "application/octet-stream")})
+        assert resp.status_code == 400, (path, kind, field, resp.text)
+
+
+def test_model_name_pattern_is_what_the_service_resolves(api: ApiClient) -> None:
+    """/v2/models/{name}: the document's pattern admits exactly the references the service
+    resolves (a name, name@alias or name@version, a blank for the default), so any other
+    name is a 404."""
+    param = spec_of(api)["paths"]["/v2/models/{name}"]["get"]["parameters"][0]
+    pattern = re.compile(param["schema"]["pattern"])
+    version = api.backend.routing.versions["deeper"][0]
+    for served in ("baseline", "deeper@production", f"deeper@{version}", " ", "\u3000\t"):
+        assert pattern.search(served), served
+        assert api.get(f"/v2/models/{quote(served)}").status_code == 200, served
+    for unknown in ("resnet", "Baseline", "baseline2", "x baseline"):
+        assert not pattern.search(unknown), unknown
+        assert api.get(f"/v2/models/{quote(unknown)}").status_code == 404, unknown
 
 
 def test_spec_examples_are_accepted(api: ApiClient) -> None:
