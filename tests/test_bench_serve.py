@@ -303,3 +303,20 @@ def test_a_tiny_run_of_the_benchmark(
         assert p["model_calls_per_req"] == pytest.approx(1.0, abs=0.05), key
         assert 0 < p["model_ms_per_call"] < 1000, key
     assert text.count("of which the model call") == 3
+
+
+def test_onnx_cost_compares_files_by_their_median(
+    onnx_models: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """benchmarks/onnx_cost.py: one row per file, the first as the reference (1.00×)."""
+    from benchmarks.onnx_cost import main as onnx_cost
+
+    files = [onnx_models["baseline"], onnx_models["deeper"]]
+    out = tmp_path / "cost.json"
+    assert onnx_cost([*map(str, files), "--calls", "2", "--rounds", "2", "--json", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "| baseline.onnx |" in table and "| deeper.onnx |" in table and "1.00×" in table
+    record = json.loads(out.read_text())
+    assert [len(f["ms_per_call"]) for f in record["files"]] == [2, 2]
+    assert all(f["median_ms"] > 0 for f in record["files"])
+    assert onnx_cost([str(tmp_path / "missing.onnx")]) == 2
