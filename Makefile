@@ -9,7 +9,7 @@ RESULTS ?= docs/results
 PORT ?= 3000
 
 .PHONY: help setup all train export report import-models serve evaluate test test-fast lint \
-        bench-train bench-serve loadtest loadtest-short soak container-smoke clean seeds
+        bench-train bench-serve loadtest loadtest-short soak container-smoke clean seeds ablation
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -92,8 +92,11 @@ serve: setup  ## import artifacts/onnx into the BentoML model store and serve on
 	$(PY) -m service.import_models --onnx-dir $(ARTIFACTS)/onnx
 	.venv/bin/bentoml serve service.service:FashionMNISTService --port $(PORT)
 
-seeds: setup  ## the improved recipe over 3 seeds: mean ± std (about 15 min a seed)
+seeds: setup  ## the improved recipe over 3 seeds: mean ± std (about 40 min a seed on 2 cores)
 	$(PY) -m training.seeds --model improved --seeds 42 1 2 --out $(ARTIFACTS) --results $(RESULTS)
+
+ablation: setup  ## what each part of the improved recipe buys, on the validation split (20-epoch runs)
+	$(PY) -m training.ablation --out $(ARTIFACTS)/ablation --full-run $(ARTIFACTS) --results $(RESULTS)
 
 # The service on $(ARTIFACTS)/onnx (one worker, its own BENTOML_HOME, a free loopback port)
 # for as long as scripts/screenshots.py takes; stopped (its process group) however that ends.

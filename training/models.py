@@ -83,8 +83,8 @@ def conv_bn_relu(c_in: int, c_out: int) -> list[nn.Module]:
 class ImprovedCNN(nn.Module):
     """Beyond the study: three VGG-style blocks with BatchNorm (under 2 M parameters).
 
-    Trained with its own recipe (training.recipe.IMPROVED): augmentation, AdamW, one-cycle
-    schedule, label smoothing, early stopping; temperature-scaled at export.
+    Trained with its own recipe (training.recipe.IMPROVED): augmentation, AdamW, a one-cycle
+    schedule, an exponential moving average of the weights; temperature-scaled at export.
     """
 
     channels_last_on_cpu: ClassVar[bool] = True
