@@ -19,14 +19,17 @@ sends its next request on such a connection as it closes loses it ("cut mid-requ
 endpoints), every answer carries ``Connection: close`` (clients reconnect elsewhere,
 having had their answer), and new connections are still accepted and answered. When no
 request came for ``FMNIST_DRAIN_QUIET_S``, or after ``FMNIST_DRAIN_S`` at most, the
-listening socket stops taking connections at an instant when none waits to be accepted
-(``shutdown``: new clients are refused, not cut), and uvicorn's own shutdown finishes the
-requests in flight.
+listening socket stops taking connections: first the kernel stops completing handshakes
+(a socket filter that drops every packet to the listener: a new client's SYN goes
+unanswered), then the connections already waiting are accepted, and only when none waits
+does it ``shutdown`` (a client that retries is refused, never cut); uvicorn's own shutdown
+finishes the requests in flight.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import os
 import signal
@@ -153,13 +156,13 @@ class Drain:
                 break
             await asyncio.sleep(0.05)
         # Stop listening at an instant when no connection waits in the kernel's accept queue
-        # (it would be reset under a request its client already sent). A backlog of 0 first:
-        # new clients' SYNs are then dropped (they retry in a second, and find the socket
-        # gone: refused), so the queue empties; the check and the shutdown run in one step
-        # of the event loop, which is what accepts.
-        self._listening_socket(lambda sock: sock.listen(0))
-        # A handshake the full queue dropped completes when its client retransmits (TCP's
-        # minimum retransmission timeout is 200 ms): wait for those before the check.
+        # (it would be reset under a request its client already sent). First no new
+        # connection may enter the queue: new clients' SYNs are dropped (they retry in a
+        # second and find the socket gone: refused); then the queue empties as the workers
+        # accept, and the check and the shutdown run in one step of the event loop.
+        self._listening_socket(refuse_new_connections)
+        # A handshake under way when the filter came completes: wait for those before the
+        # check (without a filter, a SYN the full backlog dropped retries after 200 ms).
         await asyncio.sleep(self.HANDSHAKE_S)
         for _ in range(1000):
             if self._stop_listening_if_idle():
@@ -203,6 +206,26 @@ class Drain:
             return default
         finally:
             sock.close()
+
+
+SO_ATTACH_FILTER = getattr(socket, "SO_ATTACH_FILTER", 26)  # Linux's value
+# A classic BPF program of one instruction, BPF_RET | BPF_K with k = 0: keep no byte of
+# any packet, i.e. drop it (struct sock_filter: u16 code, u8 jt, u8 jf, u32 k).
+DROP_ALL = struct.pack("HBBI", 0x06, 0, 0, 0)
+
+
+def refuse_new_connections(sock: socket.socket) -> None:
+    """Make the kernel drop every new SYN to listening ``sock`` (and to every process that
+    shares it), so that its accept queue can only shrink: a socket filter that keeps no
+    packet (Linux's SO_ATTACH_FILTER). Where there is none, a backlog of 0 drops new SYNs
+    whenever one connection waits, the next best thing."""
+    program = (ctypes.c_ubyte * len(DROP_ALL)).from_buffer_copy(DROP_ALL)
+    # struct sock_fprog: u16 len, padding, then a pointer to the instructions.
+    fprog = struct.pack("HxxxxxxQ", 1, ctypes.addressof(program))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+    except OSError:
+        sock.listen(0)
 
 
 def accept_queue(sock: socket.socket) -> int:

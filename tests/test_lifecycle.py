@@ -6,6 +6,8 @@ import socket
 import time
 from pathlib import Path
 
+import pytest
+
 from service.lifecycle import AliasWatcher, accept_queue, stamp
 from service.versions import AliasError, AliasTable, write_aliases
 
@@ -53,3 +55,30 @@ def test_accept_queue_counts_the_connections_waiting_to_be_accepted() -> None:
         assert accept_queue(server) == 2
         for c in clients:
             c.close()
+
+
+def test_refuse_new_connections_drops_new_handshakes_and_keeps_the_waiting_ones() -> None:
+    """The drain's last step: after it, a new client gets no connection (its SYN is
+    dropped), the one already waiting is still accepted, and after shutdown a client is
+    refused."""
+    from service.lifecycle import refuse_new_connections
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)
+        port = server.getsockname()[1]
+        waiting = socket.create_connection(("127.0.0.1", port), timeout=2)
+        refuse_new_connections(server)
+        assert accept_queue(server) == 1
+        accepted, _ = server.accept()
+        waiting.sendall(b"x")
+        assert accepted.recv(1) == b"x"  # the connection that waited is whole
+        accepted.close()
+        # The queue is empty now, and still no new connection gets in (a backlog of 0
+        # would let this one in: it drops SYNs only while one connection waits).
+        with pytest.raises(TimeoutError):
+            socket.create_connection(("127.0.0.1", port), timeout=0.5)
+        waiting.close()
+        server.shutdown(socket.SHUT_RD)
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=2)
