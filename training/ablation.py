@@ -114,7 +114,7 @@ def ablation_table(rows: list[dict[str, Any]], history_raw: float | None) -> str
         )
     if base is not None and history_raw is not None:
         body.insert(
-            1,
+            rows.index(base) + 1,  # beside the run it is read from
             [
                 "no-averaging",
                 "the recipe run's raw weights (averaging does not change training)",
