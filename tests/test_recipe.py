@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from fmnist.dataset import CLASS_NAMES
 from training.data import load_datasets
 from training.models import build_model, count_parameters
 from training.recipe import IMPROVED, augment_batch, fit_temperature, make_optimizer, make_scheduler
@@ -117,7 +118,7 @@ def test_seeds_cli_reports_mean_and_std(synthetic_data_dir: Path, tmp_path: Path
             "3",
             "4",
             "--epochs",
-            "1",
+            "3",
             "--limit-batches",
             "2",
             "--data-dir",
@@ -137,3 +138,37 @@ def test_seeds_cli_reports_mean_and_std(synthetic_data_dir: Path, tmp_path: Path
     mean = sum(accs) / 2
     assert f"{mean:.2f} ±" in table
     assert (tmp_path / "a/seeds/seed-3/runs/baseline/summary.json").exists()
+    # The hardest class's own row (the Shirt goal), named and under the accuracy.
+    per_class = [sum(rows[s]["test_class_acc"][c] for s in ("3", "4")) / 2 for c in range(10)]
+    worst = per_class.index(min(per_class))
+    worst_row = table.splitlines()[5]
+    assert worst_row.startswith(f"| {CLASS_NAMES[worst]} accuracy (the hardest class) |")
+    assert f"{100 * per_class[worst]:.2f} ±" in worst_row
+    for s in ("3", "4"):  # the median epoch, from each run's own history
+        history = json.loads(
+            (tmp_path / f"a/seeds/seed-{s}/runs/baseline/history.json").read_text()
+        )
+        seconds = sorted(r["seconds"] for r in history)
+        assert len(seconds) == 3 and rows[s]["median_epoch_seconds"] == seconds[1]
+
+
+def test_seed_table_picks_the_class_lowest_on_average() -> None:
+    from training.seeds import seed_table
+
+    def run(class_acc: list[float]) -> dict[str, object]:
+        return {
+            "test_acc": 0.9, "test_class_acc": class_acc, "best_val_acc": 0.9, "epochs": 1,
+            "temperature": 1.0, "test_ece_before": 0.0, "test_ece_after": 0.0,
+            "train_minutes": 1.0, "median_epoch_seconds": 1.0,
+        }  # fmt: skip
+
+    # Class 3 is the lowest for one seed, but class 6 is the lowest on average.
+    a = [1.0] * 10
+    a[3], a[6] = 0.5, 0.7
+    b = [1.0] * 10
+    b[3], b[6] = 1.0, 0.6
+    table = seed_table("m", {1: run(a), 2: run(b)})
+    assert (
+        f"| {CLASS_NAMES[6]} accuracy (the hardest class) | 70.00% | 60.00% | 65.00 ± 7.07% |"
+        in table
+    )

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 import training.train as train_mod
 from training.data import Datasets, load_datasets
@@ -33,6 +34,11 @@ def test_short_run_lowers_the_loss(model: str, data: Datasets, tmp_path: Path) -
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     assert history[-1]["val_loss"] < history[0]["val_loss"]
     assert summary["test_acc"] > 0.5  # chance is 0.1; the synthetic classes are easy
+    # Per-class accuracy: weighted by each class's share of the test split, it is test_acc.
+    counts = torch.bincount(data.test_y, minlength=10)
+    per_class = torch.tensor(summary["test_class_acc"])
+    assert len(per_class) == 10 and ((per_class >= 0) & (per_class <= 1)).all()
+    assert float((per_class * counts).sum() / counts.sum()) == pytest.approx(summary["test_acc"])
     for name in ("checkpoint.pt", "best.pt", "final.pt", "summary.json"):
         assert (tmp_path / "runs" / model / name).exists()
 
@@ -88,6 +94,13 @@ def test_a_weight_average_recipe_validates_keeps_and_exports_the_average(
     # The raw weights are validated once, at the end; the history's val_acc is the average's.
     assert history[0]["val_acc_raw"] is None and history[-1]["val_acc_raw"] is not None
     assert summary["final_val_acc"] == history[-1]["val_acc"] == summary["exported_val_acc"]
+
+
+def test_class_accuracy_is_each_class_recall() -> None:
+    labels = torch.tensor([0, 0, 0, 0, 1, 1, 2])
+    predicted = torch.tensor([0, 0, 0, 1, 1, 0, 1])  # class 0: 3 of 4, class 1: 1 of 2, 2: 0
+    logits = nn.functional.one_hot(predicted, 4).float()
+    assert train_mod.class_accuracy(logits, labels) == [0.75, 0.5, 0.0, 0.0]  # 3: no images
 
 
 def test_without_score_test_the_test_split_is_not_scored(data: Datasets, tmp_path: Path) -> None:

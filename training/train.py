@@ -367,8 +367,16 @@ def run_epochs(
         _write_json([asdict(r) for r in state.history], folder / "history.json")
 
 
-# In the order the summary has always listed them.
-TEST_KEYS = ("test_acc", "test_acc_final_weights", "test_acc_best_val_weights")
+# In the order the summary has always listed them (the per-class accuracy came later).
+TEST_KEYS = ("test_acc", "test_acc_final_weights", "test_acc_best_val_weights", "test_class_acc")
+
+
+def class_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> list[float]:
+    """Accuracy within each class (recall), indexed by label: the share of each class's
+    images predicted as that class."""
+    n = logits.shape[1]
+    hits = torch.bincount(labels[logits.argmax(1) == labels], minlength=n)
+    return (hits / torch.bincount(labels, minlength=n).clamp(min=1)).tolist()
 
 
 def summarise(
@@ -409,6 +417,7 @@ def summarise(
         )
         cal["test_before"] = calibration(test_logits, data.test_y, 1.0)
         cal["test_after"] = calibration(test_logits, data.test_y, temperature)
+        tests["test_class_acc"] = class_accuracy(test_logits, data.test_y)
     last = state.history[-1]
     return {
         "model": cfg.model,
