@@ -394,7 +394,7 @@ def test_ctrl_c_exits_130_without_a_report(
         _, err = proc.communicate(timeout=30)
     finally:
         proc.kill()
-        proc.wait()
+        proc.communicate()  # closes the pipes too
     assert proc.returncode == 130, err
     assert "interrupted; no report written" in err and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
