@@ -374,6 +374,11 @@ def test_cli_names_the_served_models_when_asked_for_another(
     assert svc.npy_requests == 0
 
 
+def _ctrl_c_reaches_the_child() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 @pytest.mark.slow
 def test_ctrl_c_exits_130_without_a_report(
     fake_service: Any, onnx_dir: Path, synthetic_data_dir: Path, tmp_path: Path
@@ -387,6 +392,9 @@ def test_ctrl_c_exits_130_without_a_report(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        # As from a shell: SIGINT handled and unblocked in the child, whatever an earlier
+        # test or library left in this process (a child inherits the mask and SIG_IGN).
+        preexec_fn=_ctrl_c_reaches_the_child,
     )
     try:
         assert svc.hang.wait(60), "the CLI never sent a batch"
