@@ -269,10 +269,6 @@ class ServiceClient:
                     raise _error_from(response, method, path)
                 last = f"HTTP {response.status_code} {_describe(response)}"
                 asked_wait = _retry_after(response)
-            # A cancelled task (Ctrl-C, or a failed sibling) never retries, even when the
-            # HTTP stack swallowed the cancellation while its try waited for an answer.
-            if (task := asyncio.current_task()) is not None and task.cancelling():
-                raise asyncio.CancelledError
             if attempt + 1 == self.retry.attempts:
                 break
             # An overloaded server may say how long to wait; never beyond max_backoff.
