@@ -28,7 +28,7 @@ from fmnist.dataset import DatasetError
 from fmnist.markdown import markdown_table
 from training.data import add_dataset_arguments, load_datasets
 from training.recipe import IMPROVED, IMPROVED_V1, Recipe, registry_failure
-from training.train import TrainConfig, train_model
+from training.train import TrainConfig, read_history, train_model
 
 MODEL = "improved"
 ABLATION_EPOCHS = 20
@@ -177,10 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = train_model(cfg, data, args.out / variant.name, score_test=False)
         rows.append(row(variant, summary, recipe))
         if variant.name == "recipe":
-            history = json.loads(
-                (args.out / variant.name / "runs" / MODEL / "history.json").read_text()
-            )
-            raw = history[-1]["val_acc_raw"]
+            raw = read_history(args.out / variant.name, MODEL)[-1]["val_acc_raw"]
     full = full_run(args.full_run, args.seed)
     if full is not None:
         rows.insert(0, row(FULL, full, IMPROVED))

@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from fmnist.contract import ARTIFACTS_DIR, RESULTS_DIR
-from fmnist.dataset import CLASS_NAMES, DatasetError
+from fmnist.dataset import CLASS_NAMES, NUM_CLASSES, DatasetError
 from fmnist.markdown import markdown_table
 from fmnist.registry import beyond_study, model_names
 from training.data import add_dataset_arguments, load_datasets
 from training.recipe import registry_failure
-from training.train import TrainConfig, run_dir, train_model
+from training.train import TrainConfig, read_history, train_model
 
 KEYS = (
     ("test_acc", "test accuracy", 100, "%"),
@@ -65,8 +65,10 @@ def row(label: str, values: list[float], unit: str) -> list[str]:
 
 def hardest_class(rows: dict[int, dict[str, Any]]) -> int:
     """The label with the lowest test accuracy, averaged over the seeds."""
-    per_class = [statistics.mean(r["test_class_acc"][c] for r in rows.values()) for c in range(10)]
-    return min(range(len(per_class)), key=per_class.__getitem__)
+    return min(
+        range(NUM_CLASSES),
+        key=lambda c: statistics.mean(r["test_class_acc"][c] for r in rows.values()),
+    )
 
 
 def seed_table(model: str, rows: dict[int, dict[str, Any]]) -> str:
@@ -116,9 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         # The main run's seed: reuse OUT/runs rather than train it twice.
         out = args.out if seed == TrainConfig.seed else args.out / "seeds" / f"seed-{seed}"
-        summary = train_model(cfg, data, out)
-        history = json.loads((run_dir(out, args.model) / "history.json").read_text())
-        rows[seed] = flatten(summary, history)
+        rows[seed] = flatten(train_model(cfg, data, out), read_history(out, args.model))
         print(f"{args.model} seed {seed}: test {100 * rows[seed]['test_acc']:.2f} %", flush=True)
     table = seed_table(args.model, rows)
     args.results.mkdir(parents=True, exist_ok=True)

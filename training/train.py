@@ -223,6 +223,12 @@ def run_dir(out: Path, model: str) -> Path:
     return Path(out) / "runs" / model
 
 
+def read_history(out: Path, model: str) -> list[dict[str, Any]]:
+    """A run's epochs as ``run_epochs`` wrote them (``EpochRecord`` fields)."""
+    history: list[dict[str, Any]] = json.loads((run_dir(out, model) / "history.json").read_text())
+    return history
+
+
 def _stopped_early(state: RunState, recipe: Recipe) -> bool:
     return (
         recipe.patience is not None
