@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -126,3 +128,5 @@ def test_the_recipes_are_pinned() -> None:
     }
     # A part a recipe does not use is not recorded: the study's records stay as they were.
     assert "erase_p" not in STUDY.as_dict() and "ema_decay" not in IMPROVED_V1.as_dict()
+    assert "cutmix_p" not in IMPROVED_V1.as_dict()
+    assert replace(IMPROVED_V1, cutmix_p=0.5).as_dict() == {**v1, "cutmix_p": 0.5}

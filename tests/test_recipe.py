@@ -12,7 +12,15 @@ from torch import nn
 from fmnist.dataset import CLASS_NAMES
 from training.data import load_datasets
 from training.models import build_model, count_parameters
-from training.recipe import IMPROVED, augment_batch, fit_temperature, make_optimizer, make_scheduler
+from training.recipe import (
+    IMPROVED,
+    augment_batch,
+    cutmix_batch,
+    distillation_loss,
+    fit_temperature,
+    make_optimizer,
+    make_scheduler,
+)
 from training.train import TrainConfig, train_model
 
 
@@ -30,6 +38,46 @@ def test_augmentation_keeps_shape_range_and_is_seeded() -> None:
     assert a.shape == x.shape and a.dtype == x.dtype
     assert a.min() >= -1.0 and a.max() <= 1.0
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_cutmix_pastes_one_rectangle_from_the_paired_image_and_weighs_it_by_area() -> None:
+    # Image i is filled with the value i: every pixel of the mixed image tells its source.
+    x = torch.arange(16.0).view(16, 1, 1, 1).expand(16, 1, 28, 28).contiguous()
+    seen_lams = []
+    for seed in range(20):
+        mixed, perm, lam = cutmix_batch(x, torch.Generator().manual_seed(seed))
+        again = cutmix_batch(x, torch.Generator().manual_seed(seed))
+        assert torch.equal(mixed, again[0]) and torch.equal(perm, again[1]) and lam == again[2]
+        assert sorted(perm.tolist()) == list(range(16))
+        pasted = mixed != x  # (16, 1, 28, 28)
+        for i in range(16):
+            if perm[i] == i:
+                continue
+            # A pixel is the image's own or its pair's, and the pair's pixels form the same
+            # rectangle in every image, covering exactly the share 1 - lam.
+            assert torch.equal(mixed[i][pasted[i]], torch.full_like(mixed[i][pasted[i]], perm[i]))
+            assert float(pasted[i].float().mean()) == pytest.approx(1 - lam)
+            assert torch.equal(pasted[i], pasted[(perm != torch.arange(16)).nonzero()[0, 0]])
+            rows, cols = pasted[i, 0].any(1).nonzero(), pasted[i, 0].any(0).nonzero()
+            if len(rows):
+                assert pasted[i, 0].sum() == len(rows) * len(cols)  # a full rectangle
+        seen_lams.append(lam)
+    assert min(seen_lams) >= 0 and max(seen_lams) <= 1 and len(set(seen_lams)) > 5
+
+
+def test_distillation_loss_is_the_scaled_kl_divergence_of_the_softened_outputs() -> None:
+    teacher = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 3.0]])
+    student = torch.tensor([[0.0, 1.0, 0.0], [1.0, -2.0, 0.5]])
+    tau = 2.0
+    p = torch.softmax(teacher / tau, 1)
+    q = torch.softmax(student / tau, 1)
+    by_hand = (p * (p.log() - q.log())).sum(1).mean() * tau**2
+    assert float(distillation_loss(student, teacher, tau)) == pytest.approx(float(by_hand))
+    assert float(distillation_loss(teacher, teacher, tau)) == pytest.approx(0.0, abs=1e-6)
+    # Its gradient moves the student towards the teacher.
+    s = student.clone().requires_grad_(True)
+    distillation_loss(s, teacher, tau).backward()
+    assert float(distillation_loss(s.detach() - 0.5 * s.grad, teacher, tau)) < float(by_hand)
 
 
 def test_augmentation_moves_flips_and_erases_but_keeps_the_garment() -> None:

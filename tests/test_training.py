@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -11,7 +13,7 @@ from torch import nn
 
 import training.train as train_mod
 from training.data import Datasets, load_datasets
-from training.train import TrainConfig, train_model
+from training.train import TrainConfig, read_history, train_model
 
 
 @pytest.fixture(scope="module")
@@ -43,11 +45,18 @@ def test_short_run_lowers_the_loss(model: str, data: Datasets, tmp_path: Path) -
         assert (tmp_path / "runs" / model / name).exists()
 
 
-@pytest.mark.parametrize("model", ["baseline", "improved"])  # improved: the weight average too
+# improved: the weight average too; with CutMix: its draws come from the seeded generator.
+@pytest.mark.parametrize(
+    ("model", "cutmix_p"), [("baseline", None), ("improved", None), ("improved", 0.5)]
+)
 def test_resume_after_interruption_matches_uninterrupted_run(
-    model: str, data: Datasets, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    model: str,
+    cutmix_p: float | None,
+    data: Datasets,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    cfg = TrainConfig.for_model(model, epochs=3, batch_size=32, seed=3)
+    cfg = TrainConfig.for_model(model, epochs=3, batch_size=32, seed=3, cutmix_p=cutmix_p)
     straight = train_model(cfg, data, tmp_path / "straight")
 
     real_epoch = train_mod.train_one_epoch
@@ -157,3 +166,101 @@ def test_ablation_table_and_no_test_scores(synthetic_data_dir: Path, tmp_path: P
     for variant in ("recipe", "less-erasing"):
         summary = json.loads((tmp_path / "a" / variant / "runs/improved/summary.json").read_text())
         assert "test_acc" not in summary  # the ablation never scores the test set
+
+
+def test_ablation_candidates_distil_from_the_seeds_full_run_and_flip_tta_is_scored(
+    synthetic_data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from training.ablation import main as ablation_main
+    from training.models import build_model
+    from training.recipe import IMPROVED
+
+    results = tmp_path / "results"
+    args = ["--data-dir", str(synthetic_data_dir), "--skip-checksums", "--epochs", "2"]
+    args += ["--limit-batches", "3", "--out", str(tmp_path / "a"), "--results", str(results)]
+    args += ["--variants", "distillation", "--seed", "7"]
+    # No full run of the seed, so no teacher: one line, exit 2, nothing trained.
+    assert ablation_main([*args, "--full-run", str(tmp_path / "none")]) == 2
+    assert "error: distillation: no teacher weights at " in capsys.readouterr().err
+    # A finished full run of seed 7 (its files as training writes them; untrained weights).
+    full = tmp_path / "full/runs/improved"
+    full.mkdir(parents=True)
+    torch.manual_seed(0)
+    net = build_model("improved").eval()
+    torch.save(net.state_dict(), full / "final.pt")
+    config = TrainConfig(model="improved", recipe=IMPROVED, seed=7).result_fields()
+    cal = {"val_after": {"ece": 0.1, "nll": 1.0}}
+    fields = {"epochs": 60, "final_val_acc": 0.5, "best_val_acc": 0.5, "exported_val_acc": 0.5}
+    summary = {"model": "improved", "config": config, "calibration": cal, "train_seconds": 60}
+    (full / "summary.json").write_text(json.dumps({**summary, **fields}))
+    assert ablation_main([*args, "--full-run", str(tmp_path / "full")]) == 0
+    taught = json.loads((tmp_path / "a/distillation/runs/improved/summary.json").read_text())
+    digest = hashlib.sha256((full / "final.pt").read_bytes()).hexdigest()[:12]
+    assert taught["config"]["teacher"] == digest and taught["config"]["distill_weight"] > 0
+    rows = json.loads((results / "ablation_improved.json").read_text())
+    assert [r["variant"] for r in rows["variants"]] == ["full-schedule", "distillation"]
+    # Flip TTA: the full run's weights, logits of each image and its mirror image averaged.
+    data = load_datasets(synthetic_data_dir, seed=7, verify=False)
+    with torch.no_grad():
+        both = net(data.val_x) + net(data.val_x.flip(3))
+    expected = float((both.argmax(1) == data.val_y).float().mean())
+    assert rows["flip_tta_val_acc"] == pytest.approx(expected)
+    table = (results / "ablation_improved.md").read_text()
+    assert "| flip-tta | the full run's weights" in table
+    assert f"{100 * expected:.2f}% | {100 * (expected - 0.5):+.2f} pp vs full" in table
+
+
+def test_a_cutmix_recipe_trains_on_mixed_batches(data: Datasets, tmp_path: Path) -> None:
+    def first_epoch(cutmix_p: float) -> dict[str, float]:
+        cfg = TrainConfig.for_model(
+            "improved", epochs=2, batch_size=32, seed=4, limit_batches=4, cutmix_p=cutmix_p
+        )
+        train_model(cfg, data, tmp_path / str(cutmix_p), score_test=False)
+        row: dict[str, float] = read_history(tmp_path / str(cutmix_p), "improved")[0]
+        return row
+
+    plain, mixed = first_epoch(0.0), first_epoch(1.0)
+    # The same images in the same order: only the pasted rectangles and mixed labels differ.
+    assert mixed["train_loss"] != plain["train_loss"]
+
+
+def test_a_distillation_recipe_learns_from_its_teacher_and_records_which(
+    data: Datasets, tmp_path: Path
+) -> None:
+    teacher_cfg = TrainConfig.for_model("improved", epochs=2, batch_size=32, seed=6)
+    train_model(teacher_cfg, data, tmp_path / "teacher")
+    teacher = tmp_path / "teacher/runs/improved"
+
+    def run(name: str, weight: float, teacher_dir: Path | None) -> dict[str, Any]:
+        cfg = TrainConfig.for_model(
+            "improved",
+            epochs=2,
+            batch_size=32,
+            seed=6,
+            limit_batches=4,
+            distill_weight=weight,
+            teacher=teacher_dir,
+        )
+        return train_model(cfg, data, tmp_path / name, score_test=False)
+
+    plain, taught = run("plain", 0.0, None), run("taught", 0.9, teacher)
+    assert "teacher" not in plain["config"] and "distill_weight" not in plain["config"]
+    digest = hashlib.sha256((teacher / "final.pt").read_bytes()).hexdigest()[:12]
+    assert taught["config"]["teacher"] == digest
+    assert taught["config"]["distill_weight"] == 0.9
+    losses = [read_history(tmp_path / n, "improved")[0]["train_loss"] for n in ("plain", "taught")]
+    assert losses[0] != losses[1]  # the soft targets are in the loss
+    with pytest.raises(ValueError, match="needs a teacher run folder"):
+        run("orphan", 0.9, None)
+    with pytest.raises(ValueError, match="no teacher weights"):
+        run("wrong", 0.9, tmp_path / "plain")
+    # Another teacher is another run: resuming the taught run with it is refused.
+    (tmp_path / "other").mkdir()
+    weights = torch.load(teacher / "final.pt", weights_only=True)
+    torch.save(
+        {k: v + 1 if v.is_floating_point() else v for k, v in weights.items()},
+        tmp_path / "other/final.pt",
+    )
+    (tmp_path / "other/summary.json").write_text((teacher / "summary.json").read_text())
+    with pytest.raises(ValueError, match="--restart"):
+        run("taught", 0.9, tmp_path / "other")

@@ -2,6 +2,7 @@
 
     python -m training.ablation                      # make ablation: every variant, 20 epochs
     python -m training.ablation --variants recipe no-erasing --epochs 2 --limit-batches 5
+    python -m training.ablation --variants cutmix --epochs 60 --out X --results X   # a candidate
 
 Each variant is the registered ``improved`` recipe with one part taken back to what the
 first improved recipe (``training.recipe.IMPROVED_V1``) did, trained on one seed's split
@@ -11,6 +12,14 @@ choice this table informs is made on validation accuracy. Weight averaging needs
 its own: it does not change training, so the raw weights of the ``recipe`` run *are* the
 run without it (``val_acc_raw``). Finished variants are reused, so the command can be
 stopped and run again. Writes ``RESULTS/ablation_improved.md`` and ``.json``.
+
+Candidates (:data:`CANDIDATES`) go the other way: each *adds* a part the recipe does not have
+(CutMix, distillation), and runs only when named with ``--variants``, usually on the full
+schedule. The distillation candidate's teacher is the registered recipe's own run of the
+same seed (``--full-run``): trained on the same split, so the validation images stay unseen.
+Test-time augmentation needs no run either: the full run's weights are scored on the
+validation split with each image also mirrored, logits averaged (``flip-tta``), a choice
+that would double the exported graph's cost.
 """
 
 from __future__ import annotations
@@ -23,12 +32,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from fmnist.contract import ARTIFACTS_DIR, RESULTS_DIR
 from fmnist.dataset import DatasetError
 from fmnist.markdown import markdown_table
-from training.data import add_dataset_arguments, load_datasets
+from training.data import Datasets, add_dataset_arguments, load_datasets
+from training.models import build_model
 from training.recipe import IMPROVED, IMPROVED_V1, Recipe, registry_failure
-from training.train import TrainConfig, read_history, train_model
+from training.train import TrainConfig, evaluate, read_history, train_model
 
 MODEL = "improved"
 ABLATION_EPOCHS = 20
@@ -40,6 +52,7 @@ class Variant:
     what: str
     changes: dict[str, Any]
     fixed: Recipe | None = None  # a whole recipe, on its own schedule, instead of changes
+    taught: bool = False  # distilled from the full run of the same seed (--full-run)
 
 
 # Each takes one part of today's recipe back to the first improved recipe's choice.
@@ -59,12 +72,35 @@ VARIANTS: tuple[Variant, ...] = (
 )
 
 
+# Each adds a part to today's recipe; run only when named.
+CUTMIX_P = 0.5
+DISTILL_WEIGHT, DISTILL_TEMPERATURE = 0.7, 4.0
+CANDIDATES: tuple[Variant, ...] = (
+    Variant("cutmix", f"adds CutMix in {CUTMIX_P:.0%} of batches", {"cutmix_p": CUTMIX_P}),
+    Variant(
+        "distillation",
+        f"adds distillation from the full run (weight {DISTILL_WEIGHT}, "
+        f"temperature {DISTILL_TEMPERATURE:g})",
+        {"distill_weight": DISTILL_WEIGHT, "distill_temperature": DISTILL_TEMPERATURE},
+        taught=True,
+    ),
+)
+
 FULL = Variant("full-schedule", f"the recipe as registered, {IMPROVED.epochs} epochs", {})
+FLIP_TTA = Variant(
+    "flip-tta",
+    "the full run's weights, each image also scored mirrored, logits averaged (2× inference)",
+    {},
+)
+
+
+def full_run_dir(out: Path) -> Path:
+    return out / "runs" / MODEL
 
 
 def full_run(out: Path, seed: int) -> dict[str, Any] | None:
     """The summary of the registered recipe's own run of ``seed`` in ``out``, if finished."""
-    path = out / "runs" / MODEL / "summary.json"
+    path = full_run_dir(out) / "summary.json"
     if not path.exists():
         return None
     summary: dict[str, Any] = json.loads(path.read_text())
@@ -76,6 +112,17 @@ def variant_recipe(variant: Variant, epochs: int) -> Recipe:
     if variant.fixed is not None:
         return variant.fixed
     return replace(IMPROVED, epochs=epochs, **variant.changes)
+
+
+@torch.no_grad()
+def flip_tta_val_acc(folder: Path, data: Datasets) -> float:
+    """Validation accuracy of a run's final weights when each image is also scored mirrored
+    and the two logits are averaged (horizontal flip, as in training's augmentation)."""
+    net = build_model(MODEL)
+    net.load_state_dict(torch.load(folder / "final.pt", weights_only=True))
+    _, _, plain = evaluate(net, data.val_x, data.val_y)
+    _, _, mirrored = evaluate(net, data.val_x.flip(3), data.val_y)
+    return float(((plain + mirrored).argmax(1) == data.val_y).float().mean())
 
 
 def row(variant: Variant, summary: dict[str, Any], recipe: Recipe) -> dict[str, Any]:
@@ -93,9 +140,15 @@ def row(variant: Variant, summary: dict[str, Any], recipe: Recipe) -> dict[str, 
     }
 
 
-def ablation_table(rows: list[dict[str, Any]], history_raw: float | None) -> str:
+def ablation_table(
+    rows: list[dict[str, Any]], history_raw: float | None, flip_tta: float | None = None
+) -> str:
     body = []
+    # The deltas are against the recipe's own run on the same schedule: the 20-epoch
+    # ``recipe`` row, or the full run when only candidates on the full schedule were run.
     base = next((r for r in rows if r["variant"] == "recipe"), None)
+    if base is None:
+        base = next((r for r in rows if r["variant"] == FULL.name), None)
     for r in rows:
         delta = (
             f"{100 * (r['exported_val_acc'] - base['exported_val_acc']):+.2f} pp"
@@ -126,6 +179,14 @@ def ablation_table(rows: list[dict[str, Any]], history_raw: float | None) -> str
                 "",
             ],
         )
+    full = next((r for r in rows if r["variant"] == FULL.name), None)
+    if full is not None and flip_tta is not None:
+        delta = f"{100 * (flip_tta - full['exported_val_acc']):+.2f} pp vs full"
+        body.insert(
+            rows.index(full) + 1,
+            [FLIP_TTA.name, FLIP_TTA.what, str(full["epochs"]), f"{100 * flip_tta:.2f}%", delta]
+            + ["", ""],
+        )
     header = [
         "variant",
         "what changes",
@@ -144,10 +205,17 @@ def main(argv: list[str] | None = None) -> int:
     if (failed := registry_failure()) is not None:
         return failed
     names = [v.name for v in VARIANTS]
+    every = {v.name: v for v in (*VARIANTS, *CANDIDATES)}
     p = argparse.ArgumentParser(
         description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    p.add_argument("--variants", nargs="+", default=names, choices=names)
+    p.add_argument(
+        "--variants",
+        nargs="+",
+        default=names,
+        choices=list(every),
+        help="the candidates (cutmix, distillation) run only when named",
+    )
     p.add_argument("--epochs", type=int, default=ABLATION_EPOCHS, help="every variant's schedule")
     p.add_argument("--seed", type=int, default=TrainConfig.seed)
     p.add_argument("--limit-batches", type=int, default=None)
@@ -169,23 +237,37 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     rows, raw = [], None
-    for variant in (v for v in VARIANTS if v.name in args.variants):
+    for variant in (every[name] for name in every if name in args.variants):
         recipe = variant_recipe(variant, args.epochs)
         cfg = TrainConfig(
-            model=MODEL, recipe=recipe, seed=args.seed, limit_batches=args.limit_batches
+            model=MODEL,
+            recipe=recipe,
+            seed=args.seed,
+            limit_batches=args.limit_batches,
+            teacher=full_run_dir(args.full_run) if variant.taught else None,
         )
-        summary = train_model(cfg, data, args.out / variant.name, score_test=False)
+        try:
+            summary = train_model(cfg, data, args.out / variant.name, score_test=False)
+        except ValueError as exc:  # e.g. no teacher: the seed's full run is not there
+            print(f"error: {variant.name}: {exc}", file=sys.stderr)
+            return 2
         rows.append(row(variant, summary, recipe))
         if variant.name == "recipe":
             raw = read_history(args.out / variant.name, MODEL)[-1]["val_acc_raw"]
     full = full_run(args.full_run, args.seed)
+    flip_tta = None
     if full is not None:
         rows.insert(0, row(FULL, full, IMPROVED))
-    table = ablation_table(rows, raw)
+        flip_tta = flip_tta_val_acc(full_run_dir(args.full_run), data)
+    table = ablation_table(rows, raw, flip_tta)
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / "ablation_improved.md").write_text(table)
     (args.results / "ablation_improved.json").write_text(
-        json.dumps({"seed": args.seed, "raw_val_acc": raw, "variants": rows}, indent=2) + "\n"
+        json.dumps(
+            {"seed": args.seed, "raw_val_acc": raw, "flip_tta_val_acc": flip_tta, "variants": rows},
+            indent=2,
+        )
+        + "\n"
     )
     print(table)
     return 0

@@ -33,6 +33,14 @@ class Recipe:
     label_smoothing: float = 0.0
     augment: bool = False  # random crop (pad 2), horizontal flip, random erasing
     erase_p: float = 0.25  # share of augmented images with one rectangle erased
+    # CutMix (Yun et al. 2019): the share of batches in which each image gets a rectangle
+    # pasted from another image of the batch, its label mixed by the rectangle's area.
+    cutmix_p: float = 0.0
+    # Knowledge distillation (Hinton et al. 2015) from a teacher run (``TrainConfig.teacher``)
+    # that sees the same augmented batch: the loss is (1 - w) * CE + w * tau^2 * KL(teacher
+    # || student) at temperature tau. Off (0) unless a teacher is given.
+    distill_weight: float = 0.0
+    distill_temperature: float = 4.0
     patience: int | None = None  # early stopping: epochs without a better val accuracy
     export_weights: str = "final"  # final | best (best validation accuracy)
     # Exponential moving average of the weights (and BatchNorm statistics), updated after
@@ -53,6 +61,10 @@ class Recipe:
             del fields["erase_p"]
         if self.ema_decay is None:
             del fields["ema_decay"]
+        if not self.cutmix_p:
+            del fields["cutmix_p"]
+        if not self.distill_weight:
+            del fields["distill_weight"], fields["distill_temperature"]
         return fields
 
 
@@ -212,6 +224,26 @@ def augment_batch(
     return shifted
 
 
+def cutmix_batch(
+    x: torch.Tensor, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """CutMix of a batch (B, C, H, W): each image gets the same rectangle pasted from the
+    image ``perm`` points at, the rectangle's area drawn as a share 1 - lam, lam ~ U(0, 1)
+    (Beta(1, 1), the paper's choice). Returns the mixed batch, ``perm`` and the exact lam
+    of the clipped rectangle; the loss is ``lam * CE(y) + (1 - lam) * CE(y[perm])``."""
+    b, _, h, w = x.shape
+    perm = torch.randperm(b, generator=generator).to(x.device)
+    lam = float(torch.rand((), generator=generator))
+    cut = (1.0 - lam) ** 0.5
+    ch, cw = int(h * cut), int(w * cut)
+    cy, cx = (torch.rand(2, generator=generator) * torch.tensor([h, w])).long().tolist()
+    y0, y1 = max(cy - ch // 2, 0), min(cy + ch // 2, h)
+    x0, x1 = max(cx - cw // 2, 0), min(cx + cw // 2, w)
+    mixed = x.clone()
+    mixed[:, :, y0:y1, x0:x1] = x[perm, :, y0:y1, x0:x1]
+    return mixed, perm, 1.0 - (y1 - y0) * (x1 - x0) / (h * w)
+
+
 def _crop(padded: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, h: int, w: int) -> torch.Tensor:
     """Per-image crop ``padded[i, :, dy_i:dy_i+h, dx_i:dx_i+w]`` via unfold-free indexing."""
     b = padded.shape[0]
@@ -220,6 +252,22 @@ def _crop(padded: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, h: int, w: i
     cols = dx.view(b, 1, 1) + torch.arange(w, device=dev).view(1, 1, w)  # (B, 1, w)
     batch = torch.arange(b, device=dev).view(b, 1, 1)
     return padded[batch, 0, rows, cols].unsqueeze(1)  # (B, 1, h, w)
+
+
+def distillation_loss(
+    student: torch.Tensor, teacher: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """tau^2 * KL(softmax(teacher / tau) || softmax(student / tau)), batch mean: the soft
+    part of the distillation loss, scaled so that its gradient does not shrink with tau."""
+    return (
+        nn.functional.kl_div(
+            nn.functional.log_softmax(student.float() / temperature, dim=1),
+            nn.functional.log_softmax(teacher.float() / temperature, dim=1),
+            reduction="batchmean",
+            log_target=True,
+        )
+        * temperature**2
+    )
 
 
 def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, steps: int = 200) -> float:

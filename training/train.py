@@ -12,6 +12,7 @@ ends with the same history as an uninterrupted run; a finished run is reused as 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -36,6 +37,8 @@ from training.recipe import (
     STUDY,
     Recipe,
     augment_batch,
+    cutmix_batch,
+    distillation_loss,
     fit_temperature,
     make_optimizer,
     make_scheduler,
@@ -57,6 +60,9 @@ class TrainConfig:
     device: str = "auto"
     # None: the architecture's ``channels_last_on_cpu`` on a CPU, off on CUDA.
     channels_last: bool | None = None
+    # The run folder (``runs/<model>``) of a finished run whose final weights teach this one
+    # (a recipe with ``distill_weight``); recorded in the result by its weights' sha256.
+    teacher: Path | None = None
 
     @classmethod
     def for_model(cls, model: str, **overrides: Any) -> TrainConfig:
@@ -70,12 +76,15 @@ class TrainConfig:
         return cls(model=model, recipe=recipe, **rest)
 
     def result_fields(self) -> dict[str, Any]:
-        return {
+        fields = {
             "model": self.model,
             "seed": self.seed,
             "limit_batches": self.limit_batches,
             **self.recipe.as_dict(),
         }
+        if self.recipe.distill_weight:
+            fields["teacher"] = teacher_fingerprint(self.teacher)
+        return fields
 
 
 @dataclass
@@ -112,6 +121,7 @@ class TrainingSetup:
     device: torch.device
     channels_last: bool
     ema: AveragedModel | None = None
+    teacher: nn.Module | None = None  # frozen, in eval mode, with a distillation recipe
 
     @property
     def scored(self) -> nn.Module:
@@ -160,6 +170,7 @@ def train_one_epoch(
     channels_last: bool,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     ema: AveragedModel | None = None,
+    teacher: nn.Module | None = None,
 ) -> tuple[float, float]:
     """One pass over (x, y) in a seeded order; returns mean train loss and accuracy."""
     recipe = cfg.recipe
@@ -188,12 +199,27 @@ def train_one_epoch(
         xb = x[idx].to(device, non_blocking=True)
         if recipe.augment:
             xb = augment_batch(xb, augment_rng, erase_p=recipe.erase_p)
-        xb = _prepare(xb, channels_last)
         yb = y[idx].to(device, non_blocking=True)
+        mix = None
+        if recipe.cutmix_p and float(torch.rand((), generator=augment_rng)) < recipe.cutmix_p:
+            xb, perm, lam = cutmix_batch(xb, augment_rng)
+            mix = (yb[perm], lam)
+        xb = _prepare(xb, channels_last)
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=recipe.bf16_autocast):
             logits = model(xb)
             loss = nn.functional.cross_entropy(logits, yb, label_smoothing=recipe.label_smoothing)
+            if mix is not None:
+                other = nn.functional.cross_entropy(
+                    logits, mix[0], label_smoothing=recipe.label_smoothing
+                )
+                loss = mix[1] * loss + (1.0 - mix[1]) * other
+            if teacher is not None:
+                with torch.no_grad():
+                    taught = teacher(xb)
+                w = recipe.distill_weight
+                soft = distillation_loss(logits, taught, recipe.distill_temperature)
+                loss = (1.0 - w) * loss + w * soft
         loss.backward()
         optimizer.step()
         if scheduler is not None:
@@ -270,7 +296,35 @@ def set_up(cfg: TrainConfig, n_train: int) -> TrainingSetup:
         ema = AveragedModel(
             model, multi_avg_fn=get_ema_multi_avg_fn(cfg.recipe.ema_decay), use_buffers=True
         )
-    return TrainingSetup(model, optimizer, scheduler, device, channels_last, ema)
+    teacher = None
+    if cfg.recipe.distill_weight:
+        teacher = load_teacher(cfg.teacher, device, channels_last)
+    return TrainingSetup(model, optimizer, scheduler, device, channels_last, ema, teacher)
+
+
+def teacher_weights(folder: Path | None) -> Path:
+    if folder is None:
+        raise ValueError("a distillation recipe needs a teacher run folder (--teacher)")
+    path = Path(folder) / "final.pt"
+    if not path.is_file():
+        raise ValueError(f"no teacher weights at {path}: expected a finished run's folder")
+    return path
+
+
+def teacher_fingerprint(folder: Path | None) -> str:
+    """The teacher's weights file by content: a different teacher is a different run."""
+    return hashlib.sha256(teacher_weights(folder).read_bytes()).hexdigest()[:12]
+
+
+def load_teacher(folder: Path | None, device: torch.device, channels_last: bool) -> nn.Module:
+    """The teacher run's final weights in its own architecture (its ``summary.json``)."""
+    path = teacher_weights(folder)
+    name = json.loads((path.parent / "summary.json").read_text())["model"]
+    net = build_model(name).to(device)
+    net.load_state_dict(torch.load(path, map_location=device, weights_only=True))
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    return net.eval().requires_grad_(False)
 
 
 def load_checkpoint(path: Path, setup: TrainingSetup, state: RunState) -> None:
@@ -334,6 +388,7 @@ def run_epochs(
             setup.channels_last,
             setup.scheduler,
             setup.ema,
+            setup.teacher,
         )
         val_loss, val_acc, _ = evaluate(
             setup.scored, data.val_x, data.val_y, channels_last=setup.channels_last
