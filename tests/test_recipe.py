@@ -198,6 +198,19 @@ def test_seeds_cli_reports_mean_and_std(synthetic_data_dir: Path, tmp_path: Path
         )
         seconds = sorted(r["seconds"] for r in history)
         assert len(seconds) == 3 and rows[s]["median_epoch_seconds"] == seconds[1]
+    # Flip TTA on each seed's own validation split, with its exported weights.
+    for s in ("3", "4"):
+        data = load_datasets(synthetic_data_dir, seed=int(s), verify=False)
+        net = build_model("baseline").eval()
+        folder = tmp_path / f"a/seeds/seed-{s}/runs/baseline"
+        net.load_state_dict(torch.load(folder / "final.pt", weights_only=True))
+        with torch.no_grad():
+            both = net(data.val_x) + net(data.val_x.flip(3))
+        expected = float((both.argmax(1) == data.val_y).float().mean())
+        assert rows[s]["flip_tta_val_acc"] == pytest.approx(expected)
+    tta_row = next(line for line in table.splitlines() if "scored mirrored" in line)
+    mean = 50 * (rows["3"]["flip_tta_val_acc"] + rows["4"]["flip_tta_val_acc"])
+    assert f"{mean:.2f} ±" in tta_row
 
 
 def test_seed_table_picks_the_class_lowest_on_average() -> None:

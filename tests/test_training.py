@@ -7,12 +7,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 import training.train as train_mod
 from training.data import Datasets, load_datasets
+from training.models import build_model
 from training.train import TrainConfig, read_history, train_model
 
 
@@ -264,3 +266,30 @@ def test_a_distillation_recipe_learns_from_its_teacher_and_records_which(
     (tmp_path / "other/summary.json").write_text((teacher / "summary.json").read_text())
     with pytest.raises(ValueError, match="--restart"):
         run("taught", 0.9, tmp_path / "other")
+
+
+def test_flip_tta_averages_each_images_logits_with_its_mirror_images(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    net = build_model("baseline").eval()
+    folder = tmp_path / "runs/baseline"
+    folder.mkdir(parents=True)
+    torch.save(net.state_dict(), folder / "final.pt")
+    (folder / "summary.json").write_text(json.dumps({"model": "baseline"}))
+    x = torch.rand(200, 1, 28, 28) * 2 - 1  # asymmetric images
+    with torch.no_grad():
+        plain, mirrored = net(x), net(x.flip(3))
+    y = (plain + mirrored).argmax(1)  # labels the averaged logits get right, every one
+    assert (plain.argmax(1) != y).any() and (mirrored.argmax(1) != y).any()
+    empty = torch.zeros(0, 1, 28, 28)
+    data = Datasets(
+        train_x=empty,
+        train_y=torch.zeros(0, dtype=torch.long),
+        val_x=x,
+        val_y=y,
+        test_x=empty,
+        test_y=torch.zeros(0, dtype=torch.long),
+        test_images=np.zeros((0, 28, 28), np.uint8),
+        checksums={},
+        source=tmp_path,
+    )
+    assert train_mod.flip_tta_val_acc(folder, data) == 1.0

@@ -32,15 +32,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from fmnist.contract import ARTIFACTS_DIR, RESULTS_DIR
 from fmnist.dataset import DatasetError
 from fmnist.markdown import markdown_table
-from training.data import Datasets, add_dataset_arguments, load_datasets
-from training.models import build_model
+from training.data import add_dataset_arguments, load_datasets
 from training.recipe import IMPROVED, IMPROVED_V1, Recipe, registry_failure
-from training.train import TrainConfig, evaluate, read_history, train_model
+from training.train import TrainConfig, flip_tta_val_acc, read_history, train_model
 
 MODEL = "improved"
 ABLATION_EPOCHS = 20
@@ -112,17 +109,6 @@ def variant_recipe(variant: Variant, epochs: int) -> Recipe:
     if variant.fixed is not None:
         return variant.fixed
     return replace(IMPROVED, epochs=epochs, **variant.changes)
-
-
-@torch.no_grad()
-def flip_tta_val_acc(folder: Path, data: Datasets) -> float:
-    """Validation accuracy of a run's final weights when each image is also scored mirrored
-    and the two logits are averaged (horizontal flip, as in training's augmentation)."""
-    net = build_model(MODEL)
-    net.load_state_dict(torch.load(folder / "final.pt", weights_only=True))
-    _, _, plain = evaluate(net, data.val_x, data.val_y)
-    _, _, mirrored = evaluate(net, data.val_x.flip(3), data.val_y)
-    return float(((plain + mirrored).argmax(1) == data.val_y).float().mean())
 
 
 def row(variant: Variant, summary: dict[str, Any], recipe: Recipe) -> dict[str, Any]:

@@ -432,6 +432,19 @@ def run_epochs(
 TEST_KEYS = ("test_acc", "test_acc_final_weights", "test_acc_best_val_weights", "test_class_acc")
 
 
+@torch.no_grad()
+def flip_tta_val_acc(folder: Path, data: Datasets) -> float:
+    """Validation accuracy of a run's exported weights (``final.pt``) when each image is
+    also scored mirrored and the two logits are averaged: what a horizontal-flip
+    test-time augmentation would buy, at twice the inference cost. Never the test split."""
+    name = json.loads((folder / "summary.json").read_text())["model"]
+    net = build_model(name)
+    net.load_state_dict(torch.load(folder / "final.pt", weights_only=True))
+    _, _, plain = evaluate(net, data.val_x, data.val_y)
+    _, _, mirrored = evaluate(net, data.val_x.flip(3), data.val_y)
+    return float(((plain + mirrored).argmax(1) == data.val_y).float().mean())
+
+
 def class_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> list[float]:
     """Accuracy within each class (recall), indexed by label: the share of each class's
     images predicted as that class."""
