@@ -218,7 +218,8 @@ def test_seed_table_picks_the_class_lowest_on_average() -> None:
 
     def run(class_acc: list[float]) -> dict[str, object]:
         return {
-            "test_acc": 0.9, "test_class_acc": class_acc, "best_val_acc": 0.9, "epochs": 1,
+            "test_acc": 0.9, "test_class_acc": class_acc, "best_val_acc": 0.9,
+            "exported_val_acc": 0.9, "flip_tta_val_acc": 0.9, "epochs": 1,
             "temperature": 1.0, "test_ece_before": 0.0, "test_ece_after": 0.0,
             "train_minutes": 1.0, "median_epoch_seconds": 1.0,
         }  # fmt: skip
