@@ -37,7 +37,7 @@ from fmnist.dataset import DatasetError
 from fmnist.markdown import markdown_table
 from training.data import add_dataset_arguments, load_datasets
 from training.recipe import IMPROVED, IMPROVED_V1, Recipe, registry_failure
-from training.train import TrainConfig, flip_tta_val_acc, read_history, train_model
+from training.train import TrainConfig, flip_tta_val_acc, read_history, run_dir, train_model
 
 MODEL = "improved"
 ABLATION_EPOCHS = 20
@@ -91,13 +91,9 @@ FLIP_TTA = Variant(
 )
 
 
-def full_run_dir(out: Path) -> Path:
-    return out / "runs" / MODEL
-
-
 def full_run(out: Path, seed: int) -> dict[str, Any] | None:
     """The summary of the registered recipe's own run of ``seed`` in ``out``, if finished."""
-    path = full_run_dir(out) / "summary.json"
+    path = run_dir(out, MODEL) / "summary.json"
     if not path.exists():
         return None
     summary: dict[str, Any] = json.loads(path.read_text())
@@ -230,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
             recipe=recipe,
             seed=args.seed,
             limit_batches=args.limit_batches,
-            teacher=full_run_dir(args.full_run) if variant.taught else None,
+            teacher=run_dir(args.full_run, MODEL) if variant.taught else None,
         )
         try:
             summary = train_model(cfg, data, args.out / variant.name, score_test=False)
@@ -244,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     flip_tta = None
     if full is not None:
         rows.insert(0, row(FULL, full, IMPROVED))
-        flip_tta = flip_tta_val_acc(full_run_dir(args.full_run), data)
+        flip_tta = flip_tta_val_acc(run_dir(args.full_run, MODEL), data)
     table = ablation_table(rows, raw, flip_tta)
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / "ablation_improved.md").write_text(table)
