@@ -293,3 +293,14 @@ def test_flip_tta_averages_each_images_logits_with_its_mirror_images(tmp_path: P
         source=tmp_path,
     )
     assert train_mod.flip_tta_val_acc(folder, data) == 1.0
+
+
+def test_the_train_step_benchmark_times_each_batch_size(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks.train_step_cost import main as step_cost_main
+
+    step_cost_main(["--model", "improved", "--batch", "4", "8", "--steps", "2"])
+    rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines()]
+    timed = [[cell.strip() for cell in r] for r in rows if r and r[0].strip() == "eager"]
+    assert [r[1] for r in timed] == ["4", "8"]  # one row per batch size, no compile unasked
+    for _, batch, ms, rate in timed:  # images/s is the batch over the step's time
+        assert float(rate.replace(",", "")) == pytest.approx(int(batch) / float(ms) * 1e3, rel=0.05)
