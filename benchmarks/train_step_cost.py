@@ -3,56 +3,50 @@
 
     .venv/bin/python benchmarks/train_step_cost.py --model improved --batch 128 256 512 --compile
 
-The step is the recipe's: its optimiser, bf16 autocast and memory format when the recipe
-and architecture use them, on one fixed random batch (the data loading is not timed; see
-``benchmarks/train_throughput.py`` for the whole loop). Prints a Markdown table: the median
-of ``--steps`` timed steps after a warm-up, and the images per second that gives.
+The step is ``fmnist-train``'s own: ``training.train.train_one_epoch`` with the model's
+recipe at the given batch size and what ``set_up`` gives a run (augmentation, optimiser,
+schedule, weight average, bf16 autocast, memory format), on random images held in memory.
+Prints a Markdown table: the mean of ``--steps`` timed steps after a warm-up, and the
+images per second that gives.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
+from dataclasses import replace
+from functools import partial
 
 import torch
-from torch import nn
 
 from fmnist.markdown import markdown_table
 from fmnist.registry import model_names
-from training.models import build_model, channels_last_on_cpu
-from training.recipe import make_optimizer, recipe_for
+from training.train import TrainConfig, set_up, train_one_epoch
 
 
 def step_seconds(model: str, batch: int, compiled: bool, steps: int) -> float:
-    """Median seconds of one optimiser step of ``model``'s recipe on a ``batch``-image batch."""
-    recipe = recipe_for(model)
+    """Seconds per step of ``fmnist-train``'s own loop at batch ``batch`` (module docstring)."""
+    # A schedule long enough for the warm-up and the timed pass (its rates do not change cost).
+    cfg = TrainConfig.for_model(model, epochs=10, batch_size=batch, limit_batches=steps)
     torch.manual_seed(0)
-    net = build_model(model).train()
-    channels_last = channels_last_on_cpu(model)
-    x = torch.randn(batch, 1, 28, 28)
-    if channels_last:
-        net = net.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (batch,))
-    optimizer = make_optimizer(list(net.parameters()), recipe)
-    forward = torch.compile(net) if compiled else net
-
-    def step() -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=recipe.bf16_autocast):
-            loss = nn.functional.cross_entropy(forward(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    for _ in range(3):  # warm-up, and the compilation
-        step()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    x = torch.rand(steps * batch, 1, 28, 28) * 2 - 1
+    y = torch.randint(0, 10, (steps * batch,))
+    setup = set_up(cfg, len(x))  # the model, optimiser, schedule and weight average of a run
+    net = torch.compile(setup.model) if compiled else setup.model
+    run = partial(
+        train_one_epoch,
+        net,
+        setup.optimizer,
+        x,
+        y,
+        channels_last=setup.channels_last,
+        scheduler=setup.scheduler,
+        ema=setup.ema,
+    )
+    run(replace(cfg, limit_batches=min(3, steps)), 1)  # warm-up, and the compilation
+    start = time.perf_counter()
+    run(cfg, 2)
+    return (time.perf_counter() - start) / steps
 
 
 def main(argv: list[str] | None = None) -> None:
