@@ -312,8 +312,18 @@ def teacher_weights(folder: Path | None) -> Path:
 
 
 def teacher_fingerprint(folder: Path | None) -> str:
-    """The teacher's weights file by content: a different teacher is a different run."""
-    return hashlib.sha256(teacher_weights(folder).read_bytes()).hexdigest()[:12]
+    """The teacher's weights by content: every tensor's name, dtype, shape and values.
+
+    A different teacher is a different run, and the same weights saved again are the same
+    teacher (the file's bytes are not: the same values saved from another state dict write
+    another file)."""
+    state = torch.load(teacher_weights(folder), map_location="cpu", weights_only=True)
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().contiguous().reshape(-1)
+        digest.update(f"{name} {tensor.dtype} {tuple(state[name].shape)}\n".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:12]
 
 
 def load_teacher(folder: Path | None, device: torch.device, channels_last: bool) -> nn.Module:
