@@ -54,7 +54,7 @@ class Variant:
 
 # Each takes one part of today's recipe back to the first improved recipe's choice.
 VARIANTS: tuple[Variant, ...] = (
-    Variant("recipe", "the recipe as registered (shorter schedule)", {}),
+    Variant("recipe", "the recipe as registered, on the ablation's schedule", {}),
     Variant(
         "less-erasing",
         f"random erasing in {IMPROVED_V1.erase_p:.0%} of images, not {IMPROVED.erase_p:.0%}",
