@@ -30,7 +30,7 @@ from fmnist.markdown import markdown_table
 from fmnist.registry import model_names, study_models
 from training.data import scale_pixels
 from training.models import build_model, channels_last_on_cpu
-from training.train import TrainConfig, train_one_epoch
+from training.train import TrainConfig, epoch_batches, train_one_epoch
 
 
 class PILDataset(Dataset):
@@ -94,10 +94,7 @@ def images_in(cfg: TrainConfig, n: int) -> int:
     """How many of ``n`` images one ``train_one_epoch`` under ``cfg`` trains on: its
     recipe's batch size (64 for the study's models, 128 for ``improved``) times the batches,
     the last one possibly short."""
-    batches = range(0, n, cfg.recipe.batch_size)
-    if cfg.limit_batches is not None:
-        batches = batches[: cfg.limit_batches]
-    return sum(min(cfg.recipe.batch_size, n - start) for start in batches)
+    return sum(min(cfg.recipe.batch_size, n - start) for start in epoch_batches(n, cfg))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -160,6 +160,12 @@ def evaluate(
     return loss, acc, out
 
 
+def epoch_batches(n: int, cfg: TrainConfig) -> range:
+    """Where each batch of one epoch over ``n`` images starts (the last may be short)."""
+    batches = range(0, n, cfg.recipe.batch_size)
+    return batches if cfg.limit_batches is None else batches[: cfg.limit_batches]
+
+
 def train_one_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -181,9 +187,7 @@ def train_one_epoch(
     torch.manual_seed(cfg.seed * 1_000 + epoch)
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(cfg.seed + epoch))
     augment_rng = torch.Generator().manual_seed(cfg.seed * 7_919 + epoch)
-    batches = range(0, len(x), recipe.batch_size)
-    if cfg.limit_batches is not None:
-        batches = batches[: cfg.limit_batches]
+    batches = epoch_batches(len(x), cfg)
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen = 0
