@@ -185,6 +185,23 @@ def per_worker(url: str, name: str = "fmnist_worker_requests_total") -> dict[str
     }
 
 
+def wait_for_workers(log_path: Path, workers: int, timeout_s: float = 60) -> None:
+    """Until every worker has logged its start: ``/readyz`` answers as soon as one has, and
+    a worker that has not yet imported the service holds no socket, so the kernel cannot
+    hand it a connection (all of them would land on the first one up)."""
+    expected = {
+        f"[entry_service:fmnist:{i}] Service fmnist initialized" for i in range(1, workers + 1)
+    }
+    end = time.monotonic() + timeout_s
+    while True:
+        text = log_path.read_text()
+        missing = {line for line in expected if line not in text}
+        if not missing:
+            return
+        assert time.monotonic() < end, f"workers not started after {timeout_s} s: {missing}"
+        time.sleep(0.1)
+
+
 @pytest.mark.slow
 def test_connections_opened_at_once_are_spread_over_both_workers(
     onnx_models: dict[str, Path], tmp_path: Path
@@ -193,6 +210,7 @@ def test_connections_opened_at_once_are_spread_over_both_workers(
     body, content_type = multipart_png()
     connections, requests_each = 32, 5
     with bentoml_server(env, log_path=tmp_path / "serve.log") as url:
+        wait_for_workers(tmp_path / "serve.log", 2)
         before = per_worker(url)
         host, port = url.removeprefix("http://").split(":")
         barrier = threading.Barrier(connections)
@@ -249,6 +267,7 @@ def test_a_few_kept_alive_connections_end_up_split_evenly_over_the_workers(
     }
     body, content_type = multipart_png()
     with bentoml_server(env, log_path=tmp_path / "serve.log") as url:
+        wait_for_workers(tmp_path / "serve.log", 2)
         host, port = url.removeprefix("http://").split(":")
         # http.client reconnects by itself after an answer with Connection: close.
         clients = [http.client.HTTPConnection(host, int(port), timeout=30) for _ in range(8)]
