@@ -130,3 +130,22 @@ def test_the_recipes_are_pinned() -> None:
     assert "erase_p" not in STUDY.as_dict() and "ema_decay" not in IMPROVED_V1.as_dict()
     assert "cutmix_p" not in IMPROVED_V1.as_dict()
     assert replace(IMPROVED_V1, cutmix_p=0.5).as_dict() == {**v1, "cutmix_p": 0.5}
+    assert "model_args" not in STUDY.as_dict() and "model_args" not in IMPROVED.as_dict()
+    wide = {"widths": [32, 96, 192], "hidden": 128}
+    assert replace(IMPROVED_V1, model_args=wide).as_dict() == {**v1, "model_args": wide}
+
+
+def test_model_args_shape_the_improved_network_and_a_wrong_one_is_named() -> None:
+    default = build_model("improved")
+    assert count_parameters(default) == 584_618  # the registered shape, as served
+    assert count_parameters(build_model("improved", {})) == 584_618
+    wide = build_model("improved", {"widths": [32, 96, 192], "hidden": 128})
+    assert count_parameters(wide) == 841_642
+    convs = [m.out_channels for m in conv_layers(wide)]
+    assert convs == [32, 32, 96, 96, 192, 192]
+    assert wide.classifier[2].out_features == 128
+    assert wide.eval()(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    with pytest.raises(ValueError, match=r"model 'improved' \(ImprovedCNN\): .*'depth'"):
+        build_model("improved", {"depth": 4})
+    with pytest.raises(ValueError, match=r"model 'baseline' \(BaselineCNN\)"):
+        build_model("baseline", {"widths": [8, 8, 8]})

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from torch import nn
@@ -209,6 +210,54 @@ def test_ablation_candidates_distil_from_the_seeds_full_run_and_flip_tta_is_scor
     table = (results / "ablation_improved.md").read_text()
     assert "| flip-tta | the full run's weights" in table
     assert f"{100 * expected:.2f}% | {100 * (expected - 0.5):+.2f} pp vs full" in table
+
+
+def test_a_recipes_model_args_shape_the_run_and_everything_that_reads_it_back(
+    data: Datasets, tmp_path: Path
+) -> None:
+    """The wider candidate: trained in its shape, recorded with it, and exported, scored
+    mirrored and loaded as a teacher in that shape (not the class's default one)."""
+    from training.ablation import WIDER
+    from training.export import export_run
+
+    cfg = TrainConfig.for_model("improved", epochs=1, limit_batches=2, model_args=WIDER)
+    summary = train_model(cfg, data, tmp_path)
+    assert summary["config"]["model_args"] == WIDER
+    folder = train_mod.run_dir(tmp_path, "improved")
+    assert json.loads((folder / "summary.json").read_text())["config"]["model_args"] == WIDER
+    final = torch.load(folder / "final.pt", weights_only=True)
+    assert final["features.7.weight"].shape[:2] == (96, 32)  # block 2's first convolution
+    assert final["classifier.5.weight"].shape == (10, 128)
+    images = np.random.default_rng(0).integers(0, 256, (20, 28, 28), dtype=np.uint8)
+    record = export_run(folder, tmp_path / "wide.onnx", images)
+    assert record["argmax_mismatches"] == 0
+    meta = {p.key: p.value for p in onnx.load(str(tmp_path / "wide.onnx")).metadata_props}
+    assert meta["parameters"] == "841642"
+    assert 0.0 <= train_mod.flip_tta_val_acc(folder, data) <= 1.0
+    teacher = train_mod.load_teacher(folder, torch.device("cpu"), channels_last=False)
+    assert sum(p.numel() for p in teacher.parameters()) == 841_642
+    # The same folder with the registered shape is another run: resuming it is refused.
+    with pytest.raises(ValueError, match="was made with"):
+        train_model(TrainConfig.for_model("improved", epochs=1, limit_batches=2), data, tmp_path)
+
+
+def test_the_wider_ablation_candidate_records_its_shape(
+    synthetic_data_dir: Path, tmp_path: Path
+) -> None:
+    from training.ablation import WIDER
+    from training.ablation import main as ablation_main
+
+    results = tmp_path / "results"
+    args = ["--data-dir", str(synthetic_data_dir), "--skip-checksums", "--epochs", "1"]
+    args += ["--limit-batches", "2", "--out", str(tmp_path / "a"), "--results", str(results)]
+    args += ["--full-run", str(tmp_path / "none"), "--variants", "wider"]
+    assert ablation_main(args) == 0
+    rows = json.loads((results / "ablation_improved.json").read_text())["variants"]
+    assert [r["variant"] for r in rows] == ["wider"]
+    assert rows[0]["recipe"]["model_args"] == WIDER and rows[0]["recipe"]["epochs"] == 1
+    assert "841,642 parameters" in (results / "ablation_improved.md").read_text()
+    run = json.loads((tmp_path / "a/wider/runs/improved/summary.json").read_text())
+    assert run["config"]["model_args"] == WIDER and "test_acc" not in run
 
 
 def test_a_cutmix_recipe_trains_on_mixed_batches(data: Datasets, tmp_path: Path) -> None:

@@ -54,7 +54,7 @@ from fmnist.contract import (
 from fmnist.dataset import CLASS_NAMES, DatasetError, load_test_set
 from fmnist.registry import model_names
 from training.data import add_dataset_arguments
-from training.models import build_model, count_parameters
+from training.models import count_parameters, run_model
 from training.recipe import registry_failure
 
 log = logging.getLogger(__name__)
@@ -213,7 +213,7 @@ def export_run(run_folder: Path, onnx_path: Path, images: np.ndarray) -> dict[st
     name = summary["model"]
     weights = summary.get("exported_weights", "final")  # final.pt or best.pt
     temperature = float(summary.get("temperature", 1.0))
-    net = build_model(name)
+    net = run_model(summary)
     net.load_state_dict(
         torch.load(run_folder / f"{weights}.pt", map_location="cpu", weights_only=True)
     )

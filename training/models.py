@@ -9,7 +9,8 @@ Each takes images already scaled to [-1, 1], shape (B, 1, 28, 28), and returns l
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -85,30 +86,39 @@ class ImprovedCNN(nn.Module):
 
     Trained with its own recipe (training.recipe.IMPROVED): augmentation, AdamW, a one-cycle
     schedule, an exponential moving average of the weights; temperature-scaled at export.
+    ``widths`` are the three blocks' channels and ``hidden`` the classifier's hidden layer;
+    a recipe may set them (``Recipe.model_args``), and the defaults are the registered shape.
     """
 
     channels_last_on_cpu: ClassVar[bool] = True
 
-    def __init__(self, num_classes: int = 10, dropout: float = 0.3) -> None:
+    def __init__(
+        self,
+        num_classes: int = 10,
+        dropout: float = 0.3,
+        widths: Sequence[int] = (32, 64, 128),
+        hidden: int = 256,
+    ) -> None:
         super().__init__()
+        a, b, c = widths
         self.features = nn.Sequential(
-            *conv_bn_relu(1, 32),  # (B, 32, 28, 28)
-            *conv_bn_relu(32, 32),
-            nn.MaxPool2d(2),  # (B, 32, 14, 14)
-            *conv_bn_relu(32, 64),
-            *conv_bn_relu(64, 64),
-            nn.MaxPool2d(2),  # (B, 64, 7, 7)
-            *conv_bn_relu(64, 128),
-            *conv_bn_relu(128, 128),
-            nn.MaxPool2d(2),  # (B, 128, 3, 3)
+            *conv_bn_relu(1, a),  # (B, a, 28, 28)
+            *conv_bn_relu(a, a),
+            nn.MaxPool2d(2),  # (B, a, 14, 14)
+            *conv_bn_relu(a, b),
+            *conv_bn_relu(b, b),
+            nn.MaxPool2d(2),  # (B, b, 7, 7)
+            *conv_bn_relu(b, c),
+            *conv_bn_relu(c, c),
+            nn.MaxPool2d(2),  # (B, c, 3, 3)
         )
         self.classifier = nn.Sequential(
-            nn.Flatten(),  # (B, 1152)
+            nn.Flatten(),  # (B, 9c)
             nn.Dropout(dropout),
-            nn.Linear(128 * 3 * 3, 256),
+            nn.Linear(c * 3 * 3, hidden),
             nn.ReLU(),
             nn.Dropout(dropout),
-            nn.Linear(256, num_classes),
+            nn.Linear(hidden, num_classes),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -135,9 +145,20 @@ def architecture(name: str) -> type[nn.Module]:
         ) from None
 
 
-def build_model(name: str) -> nn.Module:
-    """A freshly initialised network (draws from torch's global RNG)."""
-    return architecture(name)()
+def build_model(name: str, model_args: Mapping[str, Any] | None = None) -> nn.Module:
+    """A freshly initialised network (draws from torch's global RNG); ``model_args`` are
+    keyword arguments of its class (a recipe's ``model_args``, a run's recorded config)."""
+    cls = architecture(name)
+    try:
+        return cls(**(model_args or {}))
+    except TypeError as exc:
+        raise ValueError(f"model {name!r} ({cls.__name__}): {exc}") from None
+
+
+def run_model(summary: Mapping[str, Any]) -> nn.Module:
+    """A fresh network of a finished run's shape (its ``summary.json``): its model, with the
+    architecture arguments its recipe recorded (``model_args``), ready for its weights."""
+    return build_model(summary["model"], summary["config"].get("model_args"))
 
 
 def channels_last_on_cpu(name: str) -> bool:

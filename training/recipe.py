@@ -13,7 +13,8 @@ version, kept as ``IMPROVED_V1``, stopped early on the validation accuracy inste
 from __future__ import annotations
 
 import sys
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 import torch
 from torch import nn
@@ -51,6 +52,10 @@ class Recipe:
     # bfloat16 autocast for the training forward pass (weights stay float32; evaluation
     # and export are float32). 2× on a CPU with AVX512-BF16, measured for ``improved``.
     bf16_autocast: bool = False
+    # Keyword arguments of the model's class (training.models), e.g. ImprovedCNN's widths,
+    # as JSON values (lists, not tuples) so that a run's record compares equal when read
+    # back; empty: the class's defaults.
+    model_args: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         """The recipe as recorded with a run (summary, checkpoint, ONNX metadata): a part the
@@ -65,6 +70,8 @@ class Recipe:
             del fields["cutmix_p"]
         if not self.distill_weight:
             del fields["distill_weight"], fields["distill_temperature"]
+        if not self.model_args:
+            del fields["model_args"]
         return fields
 
 

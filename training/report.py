@@ -36,7 +36,7 @@ from fmnist.markdown import markdown_table
 from fmnist.registry import get_spec, model_names, study_models
 from fmnist.study import SUMMARY_TABLE as STUDY
 from training.data import add_dataset_arguments, scale_pixels
-from training.models import build_model, conv_layers
+from training.models import conv_layers, run_model
 from training.recipe import registry_failure
 
 log = logging.getLogger(__name__)
@@ -305,7 +305,7 @@ def write_report(
     for name, history in histories.items():
         config = summaries[name].get("config", {})
         written.append(_save(curves_figure(name, history, config), out / f"curves_{name}.png"))
-        net = build_model(name)
+        net = run_model(summaries[name])
         net.load_state_dict(
             torch.load(
                 artifacts / "runs" / name / "final.pt", map_location="cpu", weights_only=True

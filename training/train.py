@@ -32,7 +32,7 @@ from fmnist.dataset import DatasetError
 from fmnist.metrics import ECE_BINS, reliability
 from fmnist.registry import model_names, study_models
 from training.data import Datasets, add_dataset_arguments, load_datasets
-from training.models import build_model, channels_last_on_cpu, count_parameters
+from training.models import build_model, channels_last_on_cpu, count_parameters, run_model
 from training.recipe import (
     STUDY,
     Recipe,
@@ -290,7 +290,7 @@ def set_up(cfg: TrainConfig, n_train: int) -> TrainingSetup:
         else (device.type == "cpu" and channels_last_on_cpu(cfg.model))
     )
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model).to(device)
+    model = build_model(cfg.model, cfg.recipe.model_args).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(list(model.parameters()), cfg.recipe)
@@ -333,8 +333,7 @@ def teacher_fingerprint(folder: Path | None) -> str:
 def load_teacher(folder: Path | None, device: torch.device, channels_last: bool) -> nn.Module:
     """The teacher run's final weights in its own architecture (its ``summary.json``)."""
     path = teacher_weights(folder)
-    name = json.loads((path.parent / "summary.json").read_text())["model"]
-    net = build_model(name).to(device)
+    net = run_model(json.loads((path.parent / "summary.json").read_text())).to(device)
     net.load_state_dict(torch.load(path, map_location=device, weights_only=True))
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
@@ -451,8 +450,7 @@ def flip_tta_val_acc(folder: Path, data: Datasets) -> float:
     """Validation accuracy of a run's exported weights (``final.pt``) when each image is
     also scored mirrored and the two logits are averaged: what a horizontal-flip
     test-time augmentation would buy, at twice the inference cost. Never the test split."""
-    name = json.loads((folder / "summary.json").read_text())["model"]
-    net = build_model(name)
+    net = run_model(json.loads((folder / "summary.json").read_text()))
     net.load_state_dict(torch.load(folder / "final.pt", weights_only=True))
     _, _, plain = evaluate(net, data.val_x, data.val_y)
     _, _, mirrored = evaluate(net, data.val_x.flip(3), data.val_y)
