@@ -157,8 +157,9 @@ def build_model(name: str, model_args: Mapping[str, Any] | None = None) -> nn.Mo
 
 def run_model(summary: Mapping[str, Any]) -> nn.Module:
     """A fresh network of a finished run's shape (its ``summary.json``): its model, with the
-    architecture arguments its recipe recorded (``model_args``), ready for its weights."""
-    return build_model(summary["model"], summary["config"].get("model_args"))
+    architecture arguments its recipe recorded (``model_args``), ready for its weights; a
+    record without them (or without a config) is of the class's default shape."""
+    return build_model(summary["model"], summary.get("config", {}).get("model_args"))
 
 
 def channels_last_on_cpu(name: str) -> bool:
