@@ -49,6 +49,22 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float) -> Non
     raise TimeoutError(f"{url} not ready within {timeout_s:.0f}s ({attempt} polls)")
 
 
+def wait_for_workers(log_path: Path, workers: int, timeout_s: float = 60) -> None:
+    """Until every worker of a ``bentoml_server`` has logged its start in ``log_path``.
+
+    ``/readyz`` answers as soon as one worker is up, and a worker that has not yet imported
+    the service holds no socket, so the kernel cannot hand it a connection: whatever needs
+    connections spread over the workers waits for this first."""
+    expected = {
+        f"[entry_service:fmnist:{i}] Service fmnist initialized" for i in range(1, workers + 1)
+    }
+    deadline = time.monotonic() + timeout_s
+    while missing := {line for line in expected if line not in log_path.read_text()}:
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"workers not started within {timeout_s:.0f}s: {sorted(missing)}")
+        time.sleep(0.1)
+
+
 @contextlib.contextmanager
 def bentoml_server(
     env: Mapping[str, str],

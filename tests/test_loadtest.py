@@ -327,3 +327,18 @@ def test_short_load_test_against_a_real_service(
     assert thresholds.main([str(stats), "--min-rps", "1e9"]) == 1
     with open(stats, newline="") as f:
         assert any(r["Name"] == "Aggregated" for r in csv.DictReader(f))
+
+
+def test_wait_for_workers_returns_once_every_worker_has_started_and_names_the_missing_one(
+    tmp_path: Path,
+) -> None:
+    from loadtests.launch import wait_for_workers
+
+    log = tmp_path / "serve.log"
+    first = "2026-12-06T04:36:35+0000 [INFO] [entry_service:fmnist:1] Service fmnist initialized\n"
+    log.write_text(first)
+    with pytest.raises(TimeoutError, match=r"entry_service:fmnist:2\]") as caught:
+        wait_for_workers(log, 2, timeout_s=0.3)
+    assert "fmnist:1]" not in str(caught.value)
+    log.write_text(first + first.replace("fmnist:1]", "fmnist:2]"))
+    wait_for_workers(log, 2, timeout_s=0.3)  # returns: both have started

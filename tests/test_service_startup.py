@@ -23,7 +23,7 @@ from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from fmnist.prometheus import metric_total
-from loadtests.launch import REPO_ROOT, bentoml_server, free_port
+from loadtests.launch import REPO_ROOT, bentoml_server, free_port, wait_for_workers
 
 SERVICE = "service.service:FashionMNISTService"
 
@@ -183,23 +183,6 @@ def per_worker(url: str, name: str = "fmnist_worker_requests_total") -> dict[str
         for s in family.samples
         if s.name == name
     }
-
-
-def wait_for_workers(log_path: Path, workers: int, timeout_s: float = 60) -> None:
-    """Until every worker has logged its start: ``/readyz`` answers as soon as one has, and
-    a worker that has not yet imported the service holds no socket, so the kernel cannot
-    hand it a connection (all of them would land on the first one up)."""
-    expected = {
-        f"[entry_service:fmnist:{i}] Service fmnist initialized" for i in range(1, workers + 1)
-    }
-    end = time.monotonic() + timeout_s
-    while True:
-        text = log_path.read_text()
-        missing = {line for line in expected if line not in text}
-        if not missing:
-            return
-        assert time.monotonic() < end, f"workers not started after {timeout_s} s: {missing}"
-        time.sleep(0.1)
 
 
 @pytest.mark.slow
