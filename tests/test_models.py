@@ -10,6 +10,7 @@ import torch
 from fmnist.registry import REGISTRY, beyond_study, get_spec, model_names, study_models
 from training.models import (
     ARCHITECTURES,
+    ResidualBlock,
     build_model,
     channels_last_on_cpu,
     conv_layers,
@@ -133,6 +134,36 @@ def test_the_recipes_are_pinned() -> None:
     assert "model_args" not in STUDY.as_dict() and "model_args" not in IMPROVED.as_dict()
     wide = {"widths": [32, 96, 192], "hidden": 128}
     assert replace(IMPROVED_V1, model_args=wide).as_dict() == {**v1, "model_args": wide}
+
+
+def test_a_residual_block_adds_its_shortcut_to_its_convolutions() -> None:
+    """With the body's last BatchNorm zeroed the block passes on only its shortcut: the
+    identity where the channels stay, a 1x1 projection where they change."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 8, 7, 7)
+    same, wider = ResidualBlock(8, 8).eval(), ResidualBlock(8, 16).eval()
+    for block in (same, wider):
+        last_bn = block.body[-1]
+        assert isinstance(last_bn, torch.nn.BatchNorm2d)
+        with torch.no_grad():
+            last_bn.weight.zero_()
+            last_bn.bias.zero_()
+    with torch.no_grad():
+        assert torch.equal(same(x), torch.relu(x))
+        assert torch.allclose(wider(x), torch.relu(wider.shortcut(x)))
+        assert wider(x).shape == (2, 16, 7, 7)
+        assert wider.shortcut(x).abs().sum() > 0  # not a zero path that passes trivially
+
+
+def test_the_residual_shape_of_the_improved_network() -> None:
+    net = build_model("improved", {"residual": True})
+    # The registered shape's 584,618 plus three 1x1 projections (1x32, 32x64, 64x128) and
+    # their BatchNorms (2 x (32 + 64 + 128)).
+    assert count_parameters(net) == 584_618 + 32 + 32 * 64 + 64 * 128 + 2 * (32 + 64 + 128)
+    blocks = [m for m in net.features if isinstance(m, ResidualBlock)]
+    assert [b.body[0].out_channels for b in blocks] == [32, 64, 128]
+    assert net.eval()(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    assert not any(isinstance(m, ResidualBlock) for m in build_model("improved").modules())
 
 
 def test_model_args_shape_the_improved_network_and_a_wrong_one_is_named() -> None:

@@ -14,7 +14,7 @@ from torch import nn
 
 import training.train as train_mod
 from training.data import Datasets, load_datasets
-from training.models import build_model
+from training.models import build_model, run_model
 from training.train import TrainConfig, read_history, train_model
 
 
@@ -241,23 +241,49 @@ def test_a_recipes_model_args_shape_the_run_and_everything_that_reads_it_back(
         train_model(TrainConfig.for_model("improved", epochs=1, limit_batches=2), data, tmp_path)
 
 
-def test_the_wider_ablation_candidate_records_its_shape(
-    synthetic_data_dir: Path, tmp_path: Path
+def test_a_residual_run_exports_a_graph_that_agrees_with_pytorch(
+    data: Datasets, tmp_path: Path
 ) -> None:
-    from training.ablation import WIDER
+    from training.ablation import RESIDUAL
+    from training.export import export_run
+
+    cfg = TrainConfig.for_model("improved", epochs=1, limit_batches=2, model_args=RESIDUAL)
+    train_model(cfg, data, tmp_path)
+    images = np.random.default_rng(0).integers(0, 256, (20, 28, 28), dtype=np.uint8)
+    record = export_run(train_mod.run_dir(tmp_path, "improved"), tmp_path / "r.onnx", images)
+    assert record["argmax_mismatches"] == 0
+    graph = onnx.load(str(tmp_path / "r.onnx"))
+    assert {p.key: p.value for p in graph.metadata_props}["parameters"] == "595338"
+    assert sum(n.op_type == "Add" for n in graph.graph.node) == 3  # the shortcuts
+
+
+@pytest.mark.parametrize(
+    ("variant", "model_args", "params"),
+    [
+        ("wider", {"widths": [32, 96, 192], "hidden": 128}, 841_642),
+        ("residual", {"residual": True}, 595_338),
+    ],
+)
+def test_an_ablation_candidate_of_another_shape_records_it(
+    synthetic_data_dir: Path, tmp_path: Path, variant: str, model_args: dict[str, Any], params: int
+) -> None:
     from training.ablation import main as ablation_main
 
     results = tmp_path / "results"
     args = ["--data-dir", str(synthetic_data_dir), "--skip-checksums", "--epochs", "1"]
     args += ["--limit-batches", "2", "--out", str(tmp_path / "a"), "--results", str(results)]
-    args += ["--full-run", str(tmp_path / "none"), "--variants", "wider"]
+    args += ["--full-run", str(tmp_path / "none"), "--variants", variant]
     assert ablation_main(args) == 0
     rows = json.loads((results / "ablation_improved.json").read_text())["variants"]
-    assert [r["variant"] for r in rows] == ["wider"]
-    assert rows[0]["recipe"]["model_args"] == WIDER and rows[0]["recipe"]["epochs"] == 1
-    assert "841,642 parameters" in (results / "ablation_improved.md").read_text()
-    run = json.loads((tmp_path / "a/wider/runs/improved/summary.json").read_text())
-    assert run["config"]["model_args"] == WIDER and "test_acc" not in run
+    assert [r["variant"] for r in rows] == [variant]
+    assert rows[0]["recipe"]["model_args"] == model_args and rows[0]["recipe"]["epochs"] == 1
+    assert f"{params:,} parameters" in (results / "ablation_improved.md").read_text()
+    folder = tmp_path / "a" / variant / "runs/improved"
+    run = json.loads((folder / "summary.json").read_text())
+    assert run["config"]["model_args"] == model_args and "test_acc" not in run
+    net = run_model(run)
+    net.load_state_dict(torch.load(folder / "final.pt", weights_only=True))
+    assert sum(p.numel() for p in net.parameters()) == params
 
 
 def test_a_cutmix_recipe_trains_on_mixed_batches(data: Datasets, tmp_path: Path) -> None:

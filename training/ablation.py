@@ -4,6 +4,7 @@
     python -m training.ablation --variants recipe no-erasing --epochs 2 --limit-batches 5
     python -m training.ablation --variants cutmix --epochs 60 --out X --results X   # a candidate
     python -m training.ablation --variants wider --epochs 40 --seed 1 --out X --results X
+    python -m training.ablation --variants residual --epochs 60 --seed 1 --out X --results X
 
 Each variant is the registered ``improved`` recipe with one part taken back to what the
 first improved recipe (``training.recipe.IMPROVED_V1``) did, trained on one seed's split
@@ -15,8 +16,8 @@ run without it (``val_acc_raw``). Finished variants are reused, so the command c
 stopped and run again. Writes ``RESULTS/ablation_improved.md`` and ``.json``.
 
 Candidates (:data:`CANDIDATES`) go the other way: each *adds* a part the recipe does not have
-(CutMix, a wider network, distillation), and runs only when named with ``--variants``,
-usually on the full schedule. The distillation candidate's teacher is the registered
+(CutMix, a wider network, residual blocks, distillation), and runs only when named with
+``--variants``, usually on the full schedule. The distillation candidate's teacher is the registered
 recipe's own run of the same seed (``--full-run``): trained on the same split, so the
 validation images stay unseen.
 Test-time augmentation needs no run either: the full run's weights are scored on the
@@ -78,6 +79,8 @@ DISTILL_WEIGHT, DISTILL_TEMPERATURE = 0.7, 4.0
 # Wider where a step is cheapest (blocks 2 and 3, at 14x14 and 7x7), the hidden layer halved
 # to stay under a million parameters. JSON values: they are recorded with the run.
 WIDER: dict[str, Any] = {"widths": [32, 96, 192], "hidden": 128}
+# The same three blocks made residual (a shortcut around each block's two convolutions).
+RESIDUAL: dict[str, Any] = {"residual": True}
 CANDIDATES: tuple[Variant, ...] = (
     Variant("cutmix", f"adds CutMix in {CUTMIX_P:.0%} of batches", {"cutmix_p": CUTMIX_P}),
     Variant(
@@ -86,6 +89,12 @@ CANDIDATES: tuple[Variant, ...] = (
             *WIDER["widths"], WIDER["hidden"], count_parameters(build_model(MODEL, WIDER))
         ),
         {"model_args": WIDER},
+    ),
+    Variant(
+        "residual",
+        "makes each block residual: a shortcut around its two convolutions, 1x1 where the "
+        f"channels change ({count_parameters(build_model(MODEL, RESIDUAL)):,} parameters)",
+        {"model_args": RESIDUAL},
     ),
     Variant(
         "distillation",
@@ -209,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         nargs="+",
         default=names,
         choices=list(every),
-        help="the candidates (cutmix, wider, distillation) run only when named",
+        help=f"the candidates ({', '.join(v.name for v in CANDIDATES)}) run only when named",
     )
     p.add_argument("--epochs", type=int, default=ABLATION_EPOCHS, help="every variant's schedule")
     p.add_argument("--seed", type=int, default=TrainConfig.seed)

@@ -81,13 +81,38 @@ def conv_bn_relu(c_in: int, c_out: int) -> list[nn.Module]:
     return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
 
 
+class ResidualBlock(nn.Module):
+    """Two 3x3 convolutions with BatchNorm and a shortcut around them (He et al. 2016):
+    relu(bn(conv(relu(bn(conv(x))))) + shortcut(x)), the shortcut a 1x1 convolution with
+    BatchNorm where the channels change, else the identity. Keeps the spatial size."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            *conv_bn_relu(c_in, c_out),
+            nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
+            nn.BatchNorm2d(c_out),
+        )
+        self.shortcut: nn.Module = (
+            nn.Identity()
+            if c_in == c_out
+            else nn.Sequential(nn.Conv2d(c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out))
+        )
+        self.relu = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.body(x) + self.shortcut(x))
+
+
 class ImprovedCNN(nn.Module):
     """Beyond the study: three VGG-style blocks with BatchNorm (under 2 M parameters).
 
     Trained with its own recipe (training.recipe.IMPROVED): augmentation, AdamW, a one-cycle
     schedule, an exponential moving average of the weights; temperature-scaled at export.
     ``widths`` are the three blocks' channels and ``hidden`` the classifier's hidden layer;
-    a recipe may set them (``Recipe.model_args``), and the defaults are the registered shape.
+    ``residual`` makes each block's two convolutions a residual block (:class:`ResidualBlock`,
+    He et al. 2016). A recipe may set them (``Recipe.model_args``), and the defaults are the
+    registered shape.
     """
 
     channels_last_on_cpu: ClassVar[bool] = True
@@ -98,20 +123,31 @@ class ImprovedCNN(nn.Module):
         dropout: float = 0.3,
         widths: Sequence[int] = (32, 64, 128),
         hidden: int = 256,
+        residual: bool = False,
     ) -> None:
         super().__init__()
         a, b, c = widths
-        self.features = nn.Sequential(
-            *conv_bn_relu(1, a),  # (B, a, 28, 28)
-            *conv_bn_relu(a, a),
-            nn.MaxPool2d(2),  # (B, a, 14, 14)
-            *conv_bn_relu(a, b),
-            *conv_bn_relu(b, b),
-            nn.MaxPool2d(2),  # (B, b, 7, 7)
-            *conv_bn_relu(b, c),
-            *conv_bn_relu(c, c),
-            nn.MaxPool2d(2),  # (B, c, 3, 3)
-        )
+        if residual:
+            self.features = nn.Sequential(
+                ResidualBlock(1, a),  # (B, a, 28, 28)
+                nn.MaxPool2d(2),  # (B, a, 14, 14)
+                ResidualBlock(a, b),
+                nn.MaxPool2d(2),  # (B, b, 7, 7)
+                ResidualBlock(b, c),
+                nn.MaxPool2d(2),  # (B, c, 3, 3)
+            )
+        else:
+            self.features = nn.Sequential(
+                *conv_bn_relu(1, a),  # (B, a, 28, 28)
+                *conv_bn_relu(a, a),
+                nn.MaxPool2d(2),  # (B, a, 14, 14)
+                *conv_bn_relu(a, b),
+                *conv_bn_relu(b, b),
+                nn.MaxPool2d(2),  # (B, b, 7, 7)
+                *conv_bn_relu(b, c),
+                *conv_bn_relu(c, c),
+                nn.MaxPool2d(2),  # (B, c, 3, 3)
+            )
         self.classifier = nn.Sequential(
             nn.Flatten(),  # (B, 9c)
             nn.Dropout(dropout),
