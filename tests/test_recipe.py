@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -116,6 +117,29 @@ def test_one_cycle_schedule_warms_up_then_anneals() -> None:
     assert peak == pytest.approx(0.25 * len(lrs), abs=2)
     assert lrs[0] == pytest.approx(IMPROVED.lr / 25, rel=1e-3)
     assert lrs[-1] < IMPROVED.lr / 1000
+
+
+def test_the_sgd_optimizer_uses_nesterov_momentum_cycled_by_the_schedule() -> None:
+    from training.ablation import SGD
+
+    recipe = replace(IMPROVED, **SGD)
+    net = nn.Linear(2, 2)
+    opt = make_optimizer(list(net.parameters()), recipe)
+    assert isinstance(opt, torch.optim.SGD)
+    group = opt.param_groups[0]
+    assert group["nesterov"] and group["weight_decay"] == 5e-4
+    sched = make_scheduler(opt, recipe, steps_per_epoch=10)
+    assert sched is not None
+    seen = []
+    for _ in range(recipe.epochs * 10):
+        seen.append((group["lr"], group["momentum"]))
+        opt.step()
+        sched.step()
+    assert max(lr for lr, _ in seen) == pytest.approx(0.1, rel=1e-3)
+    # Momentum falls to 0.85 while the learning rate rises, and returns to 0.95.
+    assert seen[0][1] == pytest.approx(0.95) and min(m for _, m in seen) == pytest.approx(0.85)
+    with pytest.raises(ValueError, match="unknown optimizer 'lamb'; expected adam, adamw or sgd"):
+        make_optimizer(list(net.parameters()), replace(IMPROVED, optimizer="lamb"))
 
 
 def test_temperature_scaling_lowers_nll_of_an_overconfident_model() -> None:

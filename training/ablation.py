@@ -4,7 +4,7 @@
     python -m training.ablation --variants recipe no-erasing --epochs 2 --limit-batches 5
     python -m training.ablation --variants cutmix --epochs 60 --out X --results X   # a candidate
     python -m training.ablation --variants wider --epochs 40 --seed 1 --out X --results X
-    python -m training.ablation --variants residual --epochs 60 --seed 1 --out X --results X
+    python -m training.ablation --variants residual sgd --epochs 60 --seed 1 --out X --results X
 
 Each variant is the registered ``improved`` recipe with one part taken back to what the
 first improved recipe (``training.recipe.IMPROVED_V1``) did, trained on one seed's split
@@ -16,7 +16,7 @@ run without it (``val_acc_raw``). Finished variants are reused, so the command c
 stopped and run again. Writes ``RESULTS/ablation_improved.md`` and ``.json``.
 
 Candidates (:data:`CANDIDATES`) go the other way: each *adds* a part the recipe does not have
-(CutMix, a wider network, residual blocks, distillation), and runs only when named with
+(CutMix, a wider network, residual blocks, SGD, distillation), and runs only when named with
 ``--variants``, usually on the full schedule. The distillation candidate's teacher is the registered
 recipe's own run of the same seed (``--full-run``): trained on the same split, so the
 validation images stay unseen.
@@ -81,6 +81,9 @@ DISTILL_WEIGHT, DISTILL_TEMPERATURE = 0.7, 4.0
 WIDER: dict[str, Any] = {"widths": [32, 96, 192], "hidden": 128}
 # The same three blocks made residual (a shortcut around each block's two convolutions).
 RESIDUAL: dict[str, Any] = {"residual": True}
+# SGD with Nesterov momentum instead of AdamW, at the peak learning rate and L2 weight decay
+# usual for BatchNorm CNNs at batch 128 (He et al. 2016; Zagoruyko & Komodakis 2016).
+SGD: dict[str, Any] = {"optimizer": "sgd", "lr": 0.1, "weight_decay": 5e-4}
 CANDIDATES: tuple[Variant, ...] = (
     Variant("cutmix", f"adds CutMix in {CUTMIX_P:.0%} of batches", {"cutmix_p": CUTMIX_P}),
     Variant(
@@ -95,6 +98,12 @@ CANDIDATES: tuple[Variant, ...] = (
         "makes each block residual: a shortcut around its two convolutions, 1x1 where the "
         f"channels change ({count_parameters(build_model(MODEL, RESIDUAL)):,} parameters)",
         {"model_args": RESIDUAL},
+    ),
+    Variant(
+        "sgd",
+        "SGD with Nesterov momentum instead of AdamW (peak learning rate {lr:g}, weight "
+        "decay {weight_decay:g})".format(**SGD),
+        SGD,
     ),
     Variant(
         "distillation",
