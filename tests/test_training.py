@@ -382,7 +382,22 @@ def test_the_train_step_benchmark_times_each_batch_size(capsys: pytest.CaptureFi
     timed = [[cell.strip() for cell in r] for r in rows if r and r[0].strip() == "eager"]
     assert [r[1] for r in timed] == ["4", "8"]  # one row per batch size, no compile unasked
     for _, batch, ms, rate in timed:  # images/s is the batch over the step's time
-        assert float(rate.replace(",", "")) == pytest.approx(int(batch) / float(ms) * 1e3, rel=0.05)
+        expected = int(batch) / float(ms) * 1e3  # printed to whole images/s
+        assert float(rate.replace(",", "")) == pytest.approx(expected, rel=0.05, abs=0.5)
+
+
+def test_the_train_step_benchmark_times_another_shape_and_names_a_wrong_one(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from benchmarks.train_step_cost import main as step_cost_main
+
+    step_cost_main(["--batch", "4", "--steps", "1", "--model-args", '{"residual": true}'])
+    assert '`improved` {"residual": true} (595,338 parameters)' in capsys.readouterr().out
+    step_cost_main(["--batch", "4", "--steps", "1"])
+    assert "`improved` (584,618 parameters)" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        step_cost_main(["--batch", "4", "--model-args", "[1]"])
+    assert "'[1]' is not a JSON object" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("model", ["baseline", "improved"])
