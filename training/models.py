@@ -127,27 +127,21 @@ class ImprovedCNN(nn.Module):
     ) -> None:
         super().__init__()
         a, b, c = widths
-        if residual:
-            self.features = nn.Sequential(
-                ResidualBlock(1, a),  # (B, a, 28, 28)
-                nn.MaxPool2d(2),  # (B, a, 14, 14)
-                ResidualBlock(a, b),
-                nn.MaxPool2d(2),  # (B, b, 7, 7)
-                ResidualBlock(b, c),
-                nn.MaxPool2d(2),  # (B, c, 3, 3)
-            )
-        else:
-            self.features = nn.Sequential(
-                *conv_bn_relu(1, a),  # (B, a, 28, 28)
-                *conv_bn_relu(a, a),
-                nn.MaxPool2d(2),  # (B, a, 14, 14)
-                *conv_bn_relu(a, b),
-                *conv_bn_relu(b, b),
-                nn.MaxPool2d(2),  # (B, b, 7, 7)
-                *conv_bn_relu(b, c),
-                *conv_bn_relu(c, c),
-                nn.MaxPool2d(2),  # (B, c, 3, 3)
-            )
+
+        def block(c_in: int, c_out: int) -> list[nn.Module]:
+            """A block's two convolutions, plain or with a shortcut around them."""
+            if residual:
+                return [ResidualBlock(c_in, c_out)]
+            return [*conv_bn_relu(c_in, c_out), *conv_bn_relu(c_out, c_out)]
+
+        self.features = nn.Sequential(
+            *block(1, a),  # (B, a, 28, 28)
+            nn.MaxPool2d(2),  # (B, a, 14, 14)
+            *block(a, b),
+            nn.MaxPool2d(2),  # (B, b, 7, 7)
+            *block(b, c),
+            nn.MaxPool2d(2),  # (B, c, 3, 3)
+        )
         self.classifier = nn.Sequential(
             nn.Flatten(),  # (B, 9c)
             nn.Dropout(dropout),
